@@ -1,0 +1,55 @@
+"""The plugin's own options: `--additional-config '{"npu_graph": {...}}'`, validated."""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+CONFIG_KEY = "npu_graph"
+
+
+class PluginConfigError(ValueError):
+    """An invalid `additional_config["npu_graph"]`; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class NPUGraphConfig:
+    # KV-cache cap on the host target when --kv-cache-memory-bytes is not given:
+    # host RAM is shared with everything else on the machine.
+    host_kv_cache_gib: float = 1.0
+
+    @classmethod
+    def from_additional_config(cls, additional_config: Any) -> "NPUGraphConfig":
+        raw = (additional_config or {}).get(CONFIG_KEY, {}) if isinstance(additional_config, dict) else {}
+        if not isinstance(raw, dict):
+            raise PluginConfigError(
+                f'additional_config["{CONFIG_KEY}"] must be a JSON object, got {type(raw).__name__}.'
+            )
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise PluginConfigError(
+                f'Unknown option(s) {", ".join(map(repr, unknown))} in additional_config["{CONFIG_KEY}"]; '
+                f"valid options: {', '.join(sorted(fields))}."
+            )
+        values = {}
+        for name, value in raw.items():
+            expected = type(fields[name].default)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+                raise PluginConfigError(
+                    f'additional_config["{CONFIG_KEY}"]["{name}"] must be {expected.__name__}, '
+                    f"got {value!r}."
+                )
+            values[name] = value
+        config = cls(**values)
+        if config.host_kv_cache_gib <= 0:
+            raise PluginConfigError(
+                f'additional_config["{CONFIG_KEY}"]["host_kv_cache_gib"] must be > 0, '
+                f"got {config.host_kv_cache_gib}."
+            )
+        return config
+
+
+def plugin_config(vllm_config) -> NPUGraphConfig:
+    return NPUGraphConfig.from_additional_config(vllm_config.additional_config)

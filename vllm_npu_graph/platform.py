@@ -1,0 +1,146 @@
+"""NPUGraphPlatform: the vLLM platform (PlatformEnum.OOT) for both targets.
+
+Device facts come from the active target, so the host target walks the same vLLM code
+path as the NPU. This module is imported only once `register()` has chosen a target.
+"""
+
+import os
+
+import torch
+from vllm.platforms.interface import Platform, PlatformEnum
+
+from vllm_npu_graph.config import plugin_config
+from vllm_npu_graph.log import get_logger
+from vllm_npu_graph.targets import get_target
+
+logger = get_logger(__name__)
+_target = get_target()
+
+WORKER_QUALNAME = "vllm_npu_graph.worker.worker.NPUGraphWorker"
+ATTENTION_QUALNAME = "vllm_npu_graph.attention.backend.NPUGraphAttentionBackend"
+
+# Decoder-only architectures whose layers our attention backend (and later our fusion
+# passes) are written and tested for.
+SUPPORTED_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+)
+
+
+class UnsupportedModelError(ValueError):
+    pass
+
+
+class NPUGraphPlatform(Platform):
+    _enum = PlatformEnum.OOT
+    device_name: str = _target.device_name
+    device_type: str = _target.device_type
+    dispatch_key: str = _target.dispatch_key
+    dist_backend: str = _target.dist_backend
+    device_control_env_var: str = _target.device_control_env_var
+    ray_device_key: str = ""
+
+    @property
+    def supported_dtypes(self) -> list[torch.dtype]:
+        return _target.supported_dtypes()
+
+    @classmethod
+    def get_device_name(cls, device_id: int = 0) -> str:
+        return f"{_target.device_name} ({_target.name} target)"
+
+    @classmethod
+    def get_device_total_memory(cls, device_id: int = 0) -> int:
+        return _target.total_memory(device_id)
+
+    @classmethod
+    def get_current_memory_usage(cls, device=None) -> float:
+        return float(_target.memory_in_use())
+
+    @classmethod
+    def set_device(cls, device: torch.device) -> None:
+        _target.set_device(device)
+
+    @classmethod
+    def manual_seed_all(cls, seed: int) -> None:
+        _target.manual_seed_all(seed)
+
+    @classmethod
+    def is_pin_memory_available(cls) -> bool:
+        return _target.pin_memory
+
+    @classmethod
+    def check_if_supports_dtype(cls, dtype: torch.dtype) -> None:
+        if dtype not in _target.supported_dtypes():
+            raise ValueError(
+                f"dtype {dtype} is not supported on the {_target.name} target; "
+                f"use --dtype with one of {_target.supported_dtypes()}."
+            )
+
+    @classmethod
+    def get_device_communicator_cls(cls) -> str:
+        return _target.communicator_cls
+
+    @classmethod
+    def opaque_attention_op(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_punica_wrapper(cls) -> str:
+        raise NotImplementedError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
+
+    @classmethod
+    def verify_model_arch(cls, model_arch: str) -> None:
+        if model_arch not in SUPPORTED_ARCHITECTURES:
+            raise UnsupportedModelError(
+                f"vllm-npu-graph does not support the architecture {model_arch!r}; "
+                f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}. Serve this model with "
+                f"another platform (unset VLLM_NPU_GRAPH_TARGET)."
+            )
+
+    @classmethod
+    def get_attn_backend_cls(cls, selected_backend, attn_selector_config, num_heads=None) -> str:
+        from vllm.v1.attention.backends.registry import AttentionBackendEnum, register_backend
+
+        if attn_selector_config.use_mla or attn_selector_config.use_sparse:
+            raise NotImplementedError(
+                "MLA / sparse attention is not supported by vllm-npu-graph; "
+                f"supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}."
+            )
+        if selected_backend not in (None, AttentionBackendEnum.CUSTOM):
+            logger.warning(
+                "Attention backend %s was requested, but vllm-npu-graph always uses its own "
+                "paged attention backend; ignoring the request.",
+                selected_backend.name,
+            )
+        register_backend(AttentionBackendEnum.CUSTOM, ATTENTION_QUALNAME)
+        return ATTENTION_QUALNAME
+
+    @classmethod
+    def register_triton_kernel_overrides(cls) -> None:
+        _target.register_kernel_overrides()
+
+    @classmethod
+    def check_and_update_config(cls, vllm_config) -> None:
+        """Validate our options and wire our worker. Runs in several processes: it
+        must be idempotent."""
+        from vllm.config import CompilationMode, CUDAGraphMode
+
+        plugin_config(vllm_config)  # raises on invalid options
+        _target.activate()
+
+        parallel = vllm_config.parallel_config
+        if parallel.worker_cls == "auto":
+            parallel.worker_cls = WORKER_QUALNAME
+
+        # Our runner copies sampled tokens synchronously; async output streams are CUDA-only.
+        vllm_config.scheduler_config.async_scheduling = False
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+
+        compilation = vllm_config.compilation_config
+        if compilation.mode != CompilationMode.NONE or compilation.cudagraph_mode != CUDAGraphMode.NONE:
+            logger.info("vllm-npu-graph: graph mode is not available yet; running the model eagerly.")
+        compilation.mode = CompilationMode.NONE
+        compilation.cudagraph_mode = CUDAGraphMode.NONE
+        compilation.cudagraph_capture_sizes = []

@@ -1,0 +1,61 @@
+"""Target selection: which device (npu or host) the plugin drives in this process.
+
+`VLLM_NPU_GRAPH_TARGET` = auto (default) | npu | host. `auto` picks the NPU only when an
+Ascend device is really present and otherwise leaves the machine to vLLM's own platform.
+"""
+
+import functools
+import os
+
+from vllm_npu_graph.targets.base import Target, TargetError
+
+ENV_VAR = "VLLM_NPU_GRAPH_TARGET"
+TARGET_NAMES = ("auto", "npu", "host")
+
+
+def requested_target() -> str:
+    value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if value not in TARGET_NAMES:
+        raise TargetError(
+            f"{ENV_VAR}={value!r} is not a known target; "
+            f"set it to one of: {', '.join(TARGET_NAMES)}."
+        )
+    return value
+
+
+def resolve_target_name() -> str | None:
+    """The active target's name, or None when the plugin should stay inactive."""
+    from vllm_npu_graph.targets import npu
+
+    wanted = requested_target()
+    if wanted == "host":
+        return "host"
+    missing = npu.missing_requirement()
+    if wanted == "npu" and missing is not None:
+        raise TargetError(
+            f"{ENV_VAR}=npu but no Ascend NPU is usable here: {missing}. "
+            f"Install the Ascend stack (pip install 'vllm-npu-graph[npu]' with CANN), "
+            f"or set {ENV_VAR}=host to run the host (CPU) target."
+        )
+    return "npu" if missing is None else None
+
+
+@functools.cache
+def get_target() -> Target:
+    """The active target instance (one per process)."""
+    name = resolve_target_name()
+    if name is None:
+        raise TargetError(
+            f"vllm-npu-graph is not active: no Ascend NPU was found and {ENV_VAR} "
+            "is not 'host'."
+        )
+    if name == "host":
+        from vllm_npu_graph.targets.host import HostTarget
+
+        return HostTarget()
+    from vllm_npu_graph.targets.npu import NPUTarget
+
+    return NPUTarget()
+
+
+__all__ = ["ENV_VAR", "Target", "TargetError", "get_target", "resolve_target_name"]

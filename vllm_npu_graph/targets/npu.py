@@ -1,0 +1,62 @@
+"""The NPU target: torch_npu devices. The only module that imports torch_npu.
+
+Nothing here runs on our machines (nobody has an NPU); imports are lazy so that
+importing the package costs nothing where torch_npu is absent.
+"""
+
+import importlib.util
+
+import torch
+
+from vllm_npu_graph.targets.base import Target, TargetError
+
+
+def missing_requirement() -> str | None:
+    """Why the NPU target can't run here, or None when an Ascend device is usable."""
+    if importlib.util.find_spec("torch_npu") is None:
+        return "the torch_npu package is not installed"
+    try:
+        import torch_npu  # noqa: F401
+    except Exception as exc:  # a broken CANN install raises many kinds of errors
+        return f"torch_npu failed to import ({type(exc).__name__}: {exc})"
+    try:
+        count = torch.npu.device_count()
+    except Exception as exc:
+        return f"torch.npu.device_count() failed ({exc})"
+    if count < 1:
+        return "torch_npu sees no NPU device (check ASCEND_RT_VISIBLE_DEVICES and the driver)"
+    return None
+
+
+class NPUTarget(Target):
+    name = "npu"
+    device_type = "npu"
+    device_name = "npu"
+    dispatch_key = "PrivateUse1"
+    dist_backend = "hccl"
+    device_control_env_var = "ASCEND_RT_VISIBLE_DEVICES"
+    communicator_cls = "vllm.distributed.device_communicators.base_device_communicator.DeviceCommunicatorBase"
+    pin_memory = True
+
+    def __init__(self) -> None:
+        missing = missing_requirement()
+        if missing is not None:
+            raise TargetError(f"NPU target unusable: {missing}")
+
+    def device(self, local_rank: int) -> torch.device:
+        return torch.device(f"npu:{local_rank}")
+
+    def set_device(self, device: torch.device) -> None:
+        torch.npu.set_device(device)
+
+    def synchronize(self) -> None:
+        torch.npu.synchronize()
+
+    def total_memory(self, device_id: int = 0) -> int:
+        return torch.npu.get_device_properties(device_id).total_memory
+
+    def free_memory(self) -> int:
+        return torch.npu.mem_get_info()[0]
+
+    def memory_in_use(self) -> int:
+        return torch.npu.memory_reserved()

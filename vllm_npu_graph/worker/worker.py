@@ -1,0 +1,94 @@
+"""Our worker: vLLM's GPU Worker with device set-up and memory planning from the target."""
+
+from contextlib import nullcontext
+
+from vllm.utils.mem_utils import format_gib
+from vllm.utils.torch_utils import set_random_seed
+from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
+from vllm.v1.worker.worker_base import CompilationTimes
+
+from vllm_npu_graph.config import plugin_config
+from vllm_npu_graph.log import get_logger
+from vllm_npu_graph.targets import get_target
+from vllm_npu_graph.worker.model_runner import NPUGraphModelRunner
+
+logger = get_logger(__name__)
+
+GiB = 1 << 30
+
+
+class NPUGraphWorker(Worker):
+    def init_device(self) -> None:
+        self.target = get_target()
+        self.target.activate()
+        self.device = self.target.device(self.local_rank)
+        self.target.set_device(self.device)
+        from vllm.platforms import current_platform
+
+        current_platform.check_if_supports_dtype(self.model_config.dtype)
+        init_worker_distributed_environment(
+            self.vllm_config,
+            self.rank,
+            self.distributed_init_method,
+            self.local_rank,
+            current_platform.dist_backend,
+        )
+        set_random_seed(self.model_config.seed)
+        self._init_workspace_and_model_runner()
+
+    def _make_model_runner(self) -> NPUGraphModelRunner:
+        return NPUGraphModelRunner(self.vllm_config, self.device)
+
+    def _maybe_get_memory_pool_context(self, tag: str):
+        return nullcontext()  # no sleep-mode memory pool on our targets
+
+    def sleep(self, level: int = 1) -> None:
+        raise RuntimeError("Sleep mode is not supported by vllm-npu-graph.")
+
+    def wake_up(self, tags=None) -> None:
+        raise RuntimeError("Sleep mode is not supported by vllm-npu-graph.")
+
+    def determine_available_memory(self) -> int:
+        """KV-cache bytes: --kv-cache-memory-bytes if given, else the utilisation
+        share of device memory left after weights (capped on host by
+        `host_kv_cache_gib`, since host RAM is shared with the whole machine)."""
+        explicit = self.cache_config.kv_cache_memory_bytes
+        free = self.target.free_memory()
+        if explicit is not None:
+            if explicit > free:
+                raise ValueError(
+                    f"--kv-cache-memory-bytes={explicit} exceeds the free memory on the "
+                    f"{self.target.name} target ({format_gib(free)} GiB); lower it."
+                )
+            budget, why = explicit, "as set by --kv-cache-memory-bytes"
+        else:
+            self.model_runner.profile_run()
+            total = self.target.total_memory()
+            share = int(self.cache_config.gpu_memory_utilization * total) - self.target.memory_in_use()
+            budget, why = share, f"gpu_memory_utilization={self.cache_config.gpu_memory_utilization}"
+            if self.target.name == "host":
+                cap = int(plugin_config(self.vllm_config).host_kv_cache_gib * GiB)
+                if cap < budget:
+                    budget, why = cap, "host_kv_cache_gib cap"
+            budget = min(budget, free)
+        if budget <= 0:
+            raise ValueError(
+                f"No memory is left for the KV cache on the {self.target.name} target "
+                f"(free {format_gib(free)} GiB); lower --gpu-memory-utilization's competitors "
+                "or set --kv-cache-memory-bytes."
+            )
+        logger.info("KV cache: %s GiB on the %s target (%s).", format_gib(budget), self.target.name, why)
+        return budget
+
+    def compile_or_warm_up_model(self) -> CompilationTimes:
+        """Warm the model and sampler at the largest batch (vLLM's GPU version also
+        runs CUDA-only kernel warm-ups that don't apply to our targets)."""
+        runner = self.model_runner
+        max_reqs = min(self.scheduler_config.max_num_seqs, self.scheduler_config.max_num_batched_tokens)
+        _, last_hidden = runner._dummy_run(num_tokens=max_reqs, skip_eplb=True)
+        runner._dummy_sampler_run(hidden_states=last_hidden)
+        set_random_seed(self.model_config.seed)
+        return CompilationTimes(
+            language_model=self.compilation_config.compilation_time,
+            encoder=self.compilation_config.encoder_compilation_time,
+        )
