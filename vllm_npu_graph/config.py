@@ -6,6 +6,15 @@ from typing import Any
 
 CONFIG_KEY = "npu_graph"
 
+# Decoder-only architectures whose layers our attention backend (and later our fusion
+# passes) are written and tested for.
+SUPPORTED_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+)
+
 
 class PluginConfigError(ValueError):
     """An invalid `additional_config["npu_graph"]`; the message names the fix."""

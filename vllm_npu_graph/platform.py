@@ -9,7 +9,7 @@ import os
 import torch
 from vllm.platforms.interface import Platform, PlatformEnum
 
-from vllm_npu_graph.config import plugin_config
+from vllm_npu_graph.config import SUPPORTED_ARCHITECTURES, plugin_config
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
 
@@ -18,15 +18,6 @@ _target = get_target()
 
 WORKER_QUALNAME = "vllm_npu_graph.worker.worker.NPUGraphWorker"
 ATTENTION_QUALNAME = "vllm_npu_graph.attention.backend.NPUGraphAttentionBackend"
-
-# Decoder-only architectures whose layers our attention backend (and later our fusion
-# passes) are written and tested for.
-SUPPORTED_ARCHITECTURES = (
-    "LlamaForCausalLM",
-    "MistralForCausalLM",
-    "Qwen2ForCausalLM",
-    "Qwen3ForCausalLM",
-)
 
 
 class UnsupportedModelError(ValueError):
@@ -128,6 +119,9 @@ class NPUGraphPlatform(Platform):
         from vllm.config import CompilationMode, CUDAGraphMode
 
         plugin_config(vllm_config)  # raises on invalid options
+        model = vllm_config.model_config
+        if model is not None:
+            cls.verify_model_arch(getattr(model, "architecture", None) or model.architectures[0])
         _target.activate()
 
         parallel = vllm_config.parallel_config
