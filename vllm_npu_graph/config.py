@@ -25,6 +25,8 @@ class NPUGraphConfig:
     # KV-cache cap on the host target when --kv-cache-memory-bytes is not given:
     # host RAM is shared with everything else on the machine.
     host_kv_cache_gib: float = 1.0
+    # Folder to write the decoder graph before and after our passes ("" = off).
+    dump_graph_dir: str = ""
 
     @classmethod
     def from_additional_config(cls, additional_config: Any) -> "NPUGraphConfig":

@@ -17,6 +17,7 @@ logger = get_logger(__name__)
 _target = get_target()
 
 WORKER_QUALNAME = "vllm_npu_graph.worker.worker.NPUGraphWorker"
+COMPILER_QUALNAME = "vllm_npu_graph.compilation.backend.NPUGraphCompiler"
 ATTENTION_QUALNAME = "vllm_npu_graph.attention.backend.NPUGraphAttentionBackend"
 
 
@@ -116,8 +117,6 @@ class NPUGraphPlatform(Platform):
     def check_and_update_config(cls, vllm_config) -> None:
         """Validate our options and wire our worker. Runs in several processes: it
         must be idempotent."""
-        from vllm.config import CompilationMode, CUDAGraphMode
-
         plugin_config(vllm_config)  # raises on invalid options
         model = vllm_config.model_config
         if model is not None:
@@ -132,9 +131,46 @@ class NPUGraphPlatform(Platform):
         vllm_config.scheduler_config.async_scheduling = False
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 
-        compilation = vllm_config.compilation_config
-        if compilation.mode != CompilationMode.NONE or compilation.cudagraph_mode != CUDAGraphMode.NONE:
-            logger.info("vllm-npu-graph: graph mode is not available yet; running the model eagerly.")
-        compilation.mode = CompilationMode.NONE
+        configure_graph_mode(vllm_config)
+
+    def get_global_graph_pool(self):
+        return _target.graph_pool()
+
+    @classmethod
+    def support_static_graph_mode(cls) -> bool:
+        return True  # our runner captures and replays one graph per padded size
+
+    @classmethod
+    def get_compile_backend(cls) -> str:
+        return COMPILER_QUALNAME
+
+
+def configure_graph_mode(vllm_config) -> None:
+    """Whole-decoder compile through our backend, FULL graphs replayed by our wrapper."""
+    from vllm.config import CompilationMode, CUDAGraphMode
+
+    compilation = vllm_config.compilation_config
+    model = vllm_config.model_config
+    if compilation.mode != CompilationMode.VLLM_COMPILE:
+        if compilation.cudagraph_mode != CUDAGraphMode.NONE:
+            logger.info("vllm-npu-graph: compilation mode %s has no graph capture; running without graphs.",
+                        compilation.mode.name)
         compilation.cudagraph_mode = CUDAGraphMode.NONE
-        compilation.cudagraph_capture_sizes = []
+        return
+    # Our compiler gets the whole decoder, attention inside; caching of its artifacts
+    # is ours, not Inductor's mega-artifact.
+    compilation.backend = ""
+    compilation.splitting_ops = []
+    if compilation.compile_sizes is None:
+        compilation.compile_sizes = []  # vLLM leaves it None for OOT platforms, then can't dispatch
+    compilation.pass_config.fuse_norm_quant = False
+    compilation.pass_config.fuse_act_quant = False
+    os.environ["VLLM_USE_MEGA_AOT_ARTIFACT"] = "0"
+    mode = compilation.cudagraph_mode
+    if model is not None and model.enforce_eager:
+        mode = CUDAGraphMode.NONE
+    elif mode in (CUDAGraphMode.PIECEWISE, CUDAGraphMode.FULL_AND_PIECEWISE):
+        # With splitting_ops=[] there are no pieces: the whole decoder is one graph.
+        logger.info("vllm-npu-graph: cudagraph_mode %s maps to FULL (the decoder is one graph).", mode.name)
+        mode = CUDAGraphMode.FULL
+    compilation.cudagraph_mode = mode

@@ -38,7 +38,8 @@ class NPUGraphAttentionMetadata:
 
 
 class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentionMetadata]):
-    _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.NEVER
+    # Every length and table is read from tensors at run time, so any batch replays.
+    _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.ALWAYS
 
     def __init__(self, kv_cache_spec, layer_names, vllm_config, device):
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)

@@ -48,6 +48,18 @@ class Target(ABC):
     def activate(self) -> None:
         """Process-wide set-up before vLLM's runner starts (idempotent)."""
 
+    @abstractmethod
+    def graph_pool(self):
+        """The memory pool all captured graphs share (one per process)."""
+
+    @abstractmethod
+    def lower_graph(self, graph, example_inputs, pass_manager):
+        """Compile the whole-decoder FX graph, running `pass_manager` on its aten form."""
+
+    @abstractmethod
+    def capture_graph(self, fn, args, kwargs):
+        """Capture fn(*args, **kwargs) as a device graph with `.output` and `.replay()`."""
+
     def register_kernel_overrides(self) -> None:
         """Replace vLLM runner kernels this target can't run (default: none)."""
 

@@ -12,6 +12,28 @@ import torch
 from vllm_npu_graph.targets.base import Target
 
 
+class HostGraph:
+    """A captured graph, emulated: the compiled callable replayed over the static input
+    buffers seen at capture, writing into one static output, as a device graph does."""
+
+    def __init__(self, fn, args, kwargs) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.output = fn(*args, **kwargs)
+
+    def replay(self, args, kwargs):
+        for static, new in zip(self.args, args):
+            if isinstance(static, torch.Tensor) and static.data_ptr() != new.data_ptr():
+                static.copy_(new)
+        for name, new in kwargs.items():
+            static = self.kwargs.get(name)
+            if isinstance(static, torch.Tensor) and isinstance(new, torch.Tensor) and static.data_ptr() != new.data_ptr():
+                static.copy_(new)
+        result = self.fn(*self.args, **self.kwargs)
+        torch.utils._pytree.tree_map(lambda dst, src: dst.copy_(src) if isinstance(dst, torch.Tensor) else dst,
+                                     self.output, result)
+        return self.output
+
+
 class HostTarget(Target):
     name = "host"
     device_type = "cpu"
@@ -72,3 +94,18 @@ class HostTarget(Target):
         from vllm_npu_graph.kernels.runner_reference import HOST_KERNEL_OVERRIDES
 
         register_kernels(HOST_KERNEL_OVERRIDES)
+
+    def graph_pool(self):
+        return "host-graph-pool"  # emulated graphs hold no device memory pool
+
+    def lower_graph(self, graph, example_inputs, pass_manager):
+        """Inductor (C++ codegen) with our passes as its post-grad custom pass."""
+        from torch._inductor import standalone_compile
+
+        return standalone_compile(
+            graph, example_inputs, dynamic_shapes="from_graph",
+            options={"config_patches": {"post_grad_custom_post_pass": pass_manager}},
+        )
+
+    def capture_graph(self, fn, args, kwargs) -> HostGraph:
+        return HostGraph(fn, args, kwargs)

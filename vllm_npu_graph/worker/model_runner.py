@@ -1,15 +1,59 @@
-"""Our model runner: vLLM's GPUModelRunner with the device calls sent to the target."""
+"""Our model runner: vLLM's GPUModelRunner with the device calls sent to the target
+and our static-graph wrapper in place of the CUDA one."""
+
+import time
 
 import torch
+from vllm.compilation.cuda_graph import CUDAGraphWrapper
+from vllm.config import CUDAGraphMode
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
+from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper
+from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
+
+logger = get_logger(__name__)
 
 
 class NPUGraphModelRunner(GPUModelRunner):
     def __init__(self, vllm_config, device: torch.device):
         self.target = get_target()
+        self.graph_fallbacks = GraphFallbacks()
         super().__init__(vllm_config, device)
+
+    def load_model(self, load_dummy_weights: bool = False) -> None:
+        super().load_model(load_dummy_weights=load_dummy_weights)
+        # vLLM hard-codes CUDAGraphWrapper for FULL graphs; ours captures through the target.
+        if isinstance(self.model, CUDAGraphWrapper):
+            self.model = NPUGraphWrapper(
+                self.model.unwrap(), self.compilation_config.max_cudagraph_capture_size, self.graph_fallbacks
+            )
+
+    def get_model(self) -> torch.nn.Module:
+        if isinstance(self.model, NPUGraphWrapper):
+            return self.model.unwrap()
+        return super().get_model()
+
+    def capture_model(self) -> int:
+        """Capture one graph per padded size, largest first; a failed size runs eagerly."""
+        wrapper = self.model
+        if self.compilation_config.cudagraph_mode == CUDAGraphMode.NONE or not isinstance(wrapper, NPUGraphWrapper):
+            return 0
+        start, mem_before = time.perf_counter(), self.target.memory_in_use()
+        for runtime_mode, descs in self.cudagraph_dispatcher.get_capture_descs():
+            for desc in sorted(descs, key=lambda d: d.num_tokens, reverse=True):
+                t0 = time.perf_counter()
+                self._warmup_and_capture(desc, cudagraph_runtime_mode=runtime_mode)
+                if desc.num_tokens in wrapper.graphs:
+                    logger.info("npu_graph: captured size %d in %.2f s", desc.num_tokens, time.perf_counter() - t0)
+        wrapper.serving = True
+        graph_bytes = max(0, self.target.memory_in_use() - mem_before)
+        logger.info(
+            "npu_graph: captured %d graph(s) %s in %.1f s, %.1f MiB; failed sizes (eager): %s",
+            len(wrapper.graphs), sorted(wrapper.graphs), time.perf_counter() - start, graph_bytes / 2**20,
+            sorted(wrapper.failed) or "none",
+        )
+        return graph_bytes
 
     def _sync_device(self) -> None:
         self.target.synchronize()
@@ -18,3 +62,7 @@ class NPUGraphModelRunner(GPUModelRunner):
         # vLLM copies through a pinned buffer + CUDA event; the target syncs instead.
         self.target.synchronize()
         return sampled_token_ids.tolist()
+
+    def shutdown(self) -> None:
+        logger.info("npu_graph: eager-fallback summary: %s", self.graph_fallbacks.summary())
+        super().shutdown()

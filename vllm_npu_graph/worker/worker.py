@@ -81,9 +81,11 @@ class NPUGraphWorker(Worker):
         return budget
 
     def compile_or_warm_up_model(self) -> CompilationTimes:
-        """Warm the model and sampler at the largest batch (vLLM's GPU version also
-        runs CUDA-only kernel warm-ups that don't apply to our targets)."""
+        """Capture the graphs (KV cache exists now), then warm the sampler at the
+        largest batch. vLLM's GPU version also runs CUDA-only kernel warm-ups."""
         runner = self.model_runner
+        if not self.model_config.enforce_eager:
+            runner.capture_model()
         max_reqs = min(self.scheduler_config.max_num_seqs, self.scheduler_config.max_num_batched_tokens)
         _, last_hidden = runner._dummy_run(num_tokens=max_reqs, skip_eplb=True)
         runner._dummy_sampler_run(hidden_states=last_hidden)

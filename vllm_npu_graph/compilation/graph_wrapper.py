@@ -1,0 +1,98 @@
+"""The static-graph wrapper our runner puts around the compiled decoder.
+
+One device graph per padded token count: captured on first use while capture is
+allowed (start-up), replayed afterwards. Anything a graph can't serve runs the
+compiled module eagerly, and every such fallback is counted by reason.
+"""
+
+import os
+from collections import Counter
+
+import torch
+from vllm.config import CUDAGraphMode
+from vllm.forward_context import get_forward_context
+
+from vllm_npu_graph.log import get_logger
+from vllm_npu_graph.targets import get_target
+
+logger = get_logger(__name__)
+
+# Fault injection for tests: comma-separated token counts whose capture raises.
+FAIL_CAPTURE_ENV = "VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES"
+
+
+def _num_tokens(args, kwargs) -> int | None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.dim() >= 1:
+            return value.shape[-1] if value.dim() == 1 else value.shape[0]
+    return None
+
+
+class GraphFallbacks:
+    """Why steps ran eagerly, counted; the summary goes to the log and `info`."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def record(self, reason: str) -> None:
+        if reason not in self.counts:
+            logger.info("npu_graph: eager fallback: %s", reason)
+        self.counts[reason] += 1
+
+    def summary(self) -> str:
+        return "; ".join(f"{reason}: {n} step(s)" for reason, n in self.counts.most_common()) or "none"
+
+
+class NPUGraphWrapper(torch.nn.Module):
+    def __init__(self, runnable, max_capture_size: int, fallbacks: GraphFallbacks) -> None:
+        super().__init__()
+        self.runnable = runnable
+        self.max_capture_size = max_capture_size
+        self.fallbacks = fallbacks
+        self.target = get_target()
+        self.graphs: dict[int, object] = {}
+        self.failed: dict[int, str] = {}
+        self.serving = False  # False during start-up: capture allowed, fallbacks not counted
+
+    def unwrap(self):
+        return self.runnable
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.runnable, name)
+
+    def forward(self, *args, **kwargs):
+        ctx = get_forward_context()
+        desc = ctx.batch_descriptor
+        if ctx.cudagraph_runtime_mode != CUDAGraphMode.FULL or desc is None:
+            if self.serving:
+                n = ctx.batch_descriptor.num_tokens if desc is not None else _num_tokens(args, kwargs)
+                if n is not None and n > self.max_capture_size:
+                    self.fallbacks.record(f"batch of more than {self.max_capture_size} tokens (the largest captured size)")
+                else:
+                    self.fallbacks.record("a batch the graphs don't serve (prefill/mixed batch, or graphs off for it)")
+            return self.runnable(*args, **kwargs)
+        size = desc.num_tokens
+        if size in self.failed:
+            if self.serving:
+                self.fallbacks.record(f"size {size}: {self.failed[size]}")
+            return self.runnable(*args, **kwargs)
+        graph = self.graphs.get(size)
+        if graph is not None:
+            return graph.replay(args, kwargs)
+        if self.serving:
+            self.fallbacks.record(f"size {size} was not captured at start-up")
+            return self.runnable(*args, **kwargs)
+        try:
+            if str(size) in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
+                raise RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
+            graph = self.target.capture_graph(self.runnable, args, kwargs)
+        except Exception as exc:  # a failed capture must never take the server down
+            reason = f"capture failed ({type(exc).__name__}: {exc})"
+            logger.error("npu_graph: %s for size %d; this size runs eagerly from now on.", reason, size)
+            self.failed[size] = reason
+            return self.runnable(*args, **kwargs)
+        self.graphs[size] = graph
+        return graph.output
