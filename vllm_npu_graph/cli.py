@@ -115,7 +115,7 @@ def cmd_demo(args: list[str]) -> int:
 def cmd_info(args: list[str]) -> int:
     from importlib.metadata import version
 
-    from vllm_npu_graph.models import default_model_dir
+    from vllm_npu_graph.models import cache_dir, default_model_dir
     from vllm_npu_graph.config import SUPPORTED_ARCHITECTURES
     from vllm_npu_graph.targets import npu
 
@@ -128,6 +128,9 @@ def cmd_info(args: list[str]) -> int:
         "supported_architectures": list(SUPPORTED_ARCHITECTURES),
         "default_model": str(default_model_dir()),
     }
+    report = cache_dir() / "last_run.json"
+    if report.is_file():
+        info["last_engine_run"] = json.loads(report.read_text())
     print(json.dumps(info, indent=2))
     return 0
 

@@ -5,8 +5,10 @@ allowed (start-up), replayed afterwards. Anything a graph can't serve runs the
 compiled module eagerly, and every such fallback is counted by reason.
 """
 
+import json
 import os
 from collections import Counter
+from pathlib import Path
 
 import torch
 from vllm.config import CUDAGraphMode
@@ -41,6 +43,11 @@ class GraphFallbacks:
 
     def summary(self) -> str:
         return "; ".join(f"{reason}: {n} step(s)" for reason, n in self.counts.most_common()) or "none"
+
+    def save(self, path: Path, **facts) -> None:
+        """Written at engine shutdown; `vllm-npu-graph info` shows the last one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**facts, "eager_fallbacks": dict(self.counts)}, indent=2))
 
 
 class NPUGraphWrapper(torch.nn.Module):

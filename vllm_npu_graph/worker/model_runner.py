@@ -10,9 +10,14 @@ from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
 from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper
 from vllm_npu_graph.log import get_logger
+from vllm_npu_graph.models import cache_dir
 from vllm_npu_graph.targets import get_target
 
 logger = get_logger(__name__)
+
+
+def last_run_report_path():
+    return cache_dir() / "last_run.json"
 
 
 class NPUGraphModelRunner(GPUModelRunner):
@@ -65,4 +70,13 @@ class NPUGraphModelRunner(GPUModelRunner):
 
     def shutdown(self) -> None:
         logger.info("npu_graph: eager-fallback summary: %s", self.graph_fallbacks.summary())
+        wrapper = self.model if isinstance(getattr(self, "model", None), NPUGraphWrapper) else None
+        try:
+            self.graph_fallbacks.save(
+                last_run_report_path(), model=self.model_config.model, target=self.target.name,
+                captured_sizes=sorted(wrapper.graphs) if wrapper else [],
+                failed_sizes={str(k): v for k, v in wrapper.failed.items()} if wrapper else {},
+            )
+        except OSError as exc:
+            logger.warning("npu_graph: could not write the run report: %s", exc)
         super().shutdown()
