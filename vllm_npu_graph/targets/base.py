@@ -13,6 +13,15 @@ class TargetError(RuntimeError):
     """A target cannot be used as asked; the message says how to fix it."""
 
 
+def refresh_static_inputs(static_args, static_kwargs, args, kwargs) -> None:
+    """A captured graph reads the tensors it saw at capture: copy any input that now
+    lives elsewhere into them (the runner's persistent buffers normally don't move)."""
+    pairs = list(zip(static_args, args)) + [(static_kwargs.get(k), v) for k, v in kwargs.items()]
+    for static, new in pairs:
+        if isinstance(static, torch.Tensor) and isinstance(new, torch.Tensor) and static.data_ptr() != new.data_ptr():
+            static.copy_(new)
+
+
 class Target(ABC):
     name: str
     device_type: str  # torch device type of tensors on this target

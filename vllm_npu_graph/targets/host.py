@@ -9,7 +9,7 @@ import os
 import psutil
 import torch
 
-from vllm_npu_graph.targets.base import Target
+from vllm_npu_graph.targets.base import Target, refresh_static_inputs
 
 
 class HostGraph:
@@ -21,13 +21,7 @@ class HostGraph:
         self.output = fn(*args, **kwargs)
 
     def replay(self, args, kwargs):
-        for static, new in zip(self.args, args):
-            if isinstance(static, torch.Tensor) and static.data_ptr() != new.data_ptr():
-                static.copy_(new)
-        for name, new in kwargs.items():
-            static = self.kwargs.get(name)
-            if isinstance(static, torch.Tensor) and isinstance(new, torch.Tensor) and static.data_ptr() != new.data_ptr():
-                static.copy_(new)
+        refresh_static_inputs(self.args, self.kwargs, args, kwargs)
         result = self.fn(*self.args, **self.kwargs)
         torch.utils._pytree.tree_map(lambda dst, src: dst.copy_(src) if isinstance(dst, torch.Tensor) else dst,
                                      self.output, result)

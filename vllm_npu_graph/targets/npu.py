@@ -8,7 +8,7 @@ import importlib.util
 
 import torch
 
-from vllm_npu_graph.targets.base import Target, TargetError
+from vllm_npu_graph.targets.base import Target, TargetError, refresh_static_inputs
 
 
 def missing_requirement() -> str | None:
@@ -26,6 +26,21 @@ def missing_requirement() -> str | None:
     if count < 1:
         return "torch_npu sees no NPU device (check ASCEND_RT_VISIBLE_DEVICES and the driver)"
     return None
+
+
+class NPUGraphCapture:
+    """One ACL graph (torch.npu.NPUGraph) captured in the shared pool."""
+
+    def __init__(self, fn, args, kwargs, pool) -> None:
+        self.args, self.kwargs = args, kwargs
+        self.graph = torch.npu.NPUGraph()
+        with torch.npu.graph(self.graph, pool=pool):
+            self.output = fn(*args, **kwargs)
+
+    def replay(self, args, kwargs):
+        refresh_static_inputs(self.args, self.kwargs, args, kwargs)
+        self.graph.replay()
+        return self.output
 
 
 class NPUTarget(Target):
@@ -60,3 +75,26 @@ class NPUTarget(Target):
 
     def memory_in_use(self) -> int:
         return torch.npu.memory_reserved()
+
+    def graph_pool(self):
+        if getattr(self, "_pool", None) is None:
+            self._pool = torch.npu.graph_pool_handle()
+        return self._pool
+
+    def lower_graph(self, graph, example_inputs, pass_manager):
+        """Functionalized aten graph -> our passes -> TorchAir npugraph_ex.
+
+        npugraph_ex runs with force_eager: our wrapper does the ACL capture per padded
+        size itself (one pool, sizes we choose), so npugraph_ex must not capture too.
+        Written against the documented API; not yet run on an NPU."""
+        from torch._functorch.aot_autograd import aot_module_simplified
+
+        def lower(gm, inputs):
+            pass_manager(gm.graph)
+            gm.recompile()
+            return torch.npu.npugraph_ex.compile_fx(gm, inputs, {"force_eager": True})
+
+        return aot_module_simplified(graph, example_inputs, fw_compiler=lower)
+
+    def capture_graph(self, fn, args, kwargs) -> NPUGraphCapture:
+        return NPUGraphCapture(fn, args, kwargs, self.graph_pool())
