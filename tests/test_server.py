@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from vllm_npu_graph.cli import wait_until_healthy
+from vllm_npu_graph.cli import stop_process, wait_until_healthy
 
 PORT = 8791
 BASE = f"http://127.0.0.1:{PORT}"
@@ -32,11 +32,7 @@ def server(default_model):
         wait_until_healthy(BASE, proc, timeout_s=300)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

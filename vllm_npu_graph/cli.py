@@ -105,11 +105,16 @@ def cmd_demo(args: list[str]) -> int:
         print(f">>> POST /v1/chat/completions  user={question!r}\n<<< {chat['choices'][0]['message']['content']!r}\n", flush=True)
         return 0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 60) -> None:
+    """SIGTERM (vLLM shuts its engine down cleanly), SIGKILL after the grace period."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def cmd_info(args: list[str]) -> int:
