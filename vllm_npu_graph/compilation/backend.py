@@ -58,7 +58,14 @@ class NPUGraphCompiler(CompilerInterface):
         nodes = len(graph.graph.nodes)
         attention = count_ops(graph.graph, ATTENTION_OPS)
         start = time.perf_counter()
-        compiled = self.target.lower_graph(graph, example_inputs, passes)
+        try:
+            compiled = self.target.lower_graph(graph, example_inputs, passes)
+        except Exception as exc:  # the eager path must stay available
+            logger.error(
+                "npu_graph: compiling the decoder for token range %s failed (%s: %s); that range "
+                "runs the uncompiled graph eagerly.", compile_range, type(exc).__name__, exc,
+            )
+            return graph, None
         logger.info(
             "npu_graph: compiled the whole decoder as one graph (%d nodes, %d attention ops, "
             "%d kv-cache writes, token range %s) with the %s target in %.1f s",
