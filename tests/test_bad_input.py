@@ -27,7 +27,7 @@ def test_unsupported_architecture_is_rejected(gpt2_model):
 
 
 def test_unknown_plugin_option_is_rejected(tiny_model):
-    with pytest.raises(ValueError, match=r"Unknown option\(s\) 'capture_everything'.*valid options: host_kv_cache_gib"):
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) 'capture_everything'.*valid options: dump_graph_dir, host_kv_cache_gib"):
         engine_config(tiny_model("llama"), additional_config={"npu_graph": {"capture_everything": True}})
 
 
