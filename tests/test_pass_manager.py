@@ -1,0 +1,34 @@
+"""The pass pipeline runs passes in order, records their match counts, and dumps the
+graph before and after when asked."""
+
+import torch
+import torch.fx as fx
+
+from vllm_npu_graph.compilation.pass_manager import NPUGraphPassManager
+
+
+def relu_to_abs(graph: fx.Graph) -> int:
+    n = 0
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target is torch.relu:
+            node.target = torch.abs
+            n += 1
+    return n
+
+
+def test_passes_run_in_order_with_counts_and_dumps(tmp_path):
+    gm = fx.symbolic_trace(lambda x: torch.relu(x) + torch.relu(-x))
+    order = []
+    manager = NPUGraphPassManager(
+        [("first", lambda g: order.append("first") or 0), ("relu_to_abs", relu_to_abs)], dump_dir=str(tmp_path)
+    )
+    manager(gm.graph)
+    gm.recompile()
+    assert order == ["first"]
+    assert manager.last_counts == {"first": 0, "relu_to_abs": 2}
+    assert set(manager.last_times_ms) == {"first", "relu_to_abs"}
+    x = torch.tensor([-2.0, 3.0])
+    assert torch.equal(gm(x), torch.tensor([4.0, 6.0]))
+    before, after = sorted(tmp_path.iterdir())[1], sorted(tmp_path.iterdir())[0]
+    assert "target=torch.relu" in before.read_text()
+    assert "target=torch.relu" not in after.read_text() and "target=torch.abs" in after.read_text()
