@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vllm_npu_graph.attention.reference import paged_attention, write_kv_cache
+from vllm_npu_graph.kernels.attention_reference import paged_attention, write_kv_cache
 from vllm_npu_graph.kernels.runner_reference import compute_slot_mapping
 
 
@@ -58,7 +58,7 @@ def test_paged_attention_matches_dense(dtype, tol, hq, hkv, window):
     query_lens = [1, 1, 16, 40, 9, 1]
     d, bs, scale = 64, 16, 0.125
     kv_cache, block_table, keys, values, q, qsl = build_batch(seq_lens, query_lens, hq, hkv, d, bs, dtype)
-    out = paged_attention(q, kv_cache, qsl, seq_lens, block_table, scale, window)
+    out = paged_attention(q, kv_cache, torch.tensor(qsl), torch.tensor(seq_lens), block_table, scale, window)
     for r in range(len(seq_lens)):
         ref = dense_attention(q[qsl[r] : qsl[r + 1]], keys[r], values[r], seq_lens[r] - query_lens[r], scale, window)
         torch.testing.assert_close(out[qsl[r] : qsl[r + 1]], ref, atol=tol, rtol=tol)

@@ -20,7 +20,7 @@ from vllm.v1.attention.backend import (
 )
 from vllm.v1.kv_cache_layout import KVCacheLayout
 
-from vllm_npu_graph.attention import reference
+from vllm_npu_graph.kernels import attention_reference as reference
 
 
 @dataclass
@@ -32,9 +32,6 @@ class NPUGraphAttentionMetadata:
     seq_lens: torch.Tensor  # [num_reqs]
     block_table: torch.Tensor  # [num_reqs, max_blocks]
     slot_mapping: torch.Tensor  # [num_tokens], -1 for padding
-    # Host copies for the reference path, which loops over requests.
-    query_start_loc_list: list[int]
-    seq_lens_list: list[int]
 
 
 class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentionMetadata]):
@@ -53,12 +50,10 @@ class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentio
             num_actual_tokens=m.num_actual_tokens,
             max_query_len=m.max_query_len,
             max_seq_len=m.max_seq_len,
-            query_start_loc=m.query_start_loc,
-            seq_lens=m.seq_lens,
-            block_table=m.block_table_tensor,
+            query_start_loc=m.query_start_loc[: num_reqs + 1],
+            seq_lens=m.seq_lens[:num_reqs],
+            block_table=m.block_table_tensor[:num_reqs],
             slot_mapping=m.slot_mapping,
-            query_start_loc_list=m.query_start_loc_cpu[: num_reqs + 1].tolist(),
-            seq_lens_list=m.seq_lens[:num_reqs].tolist(),
         )
 
 
@@ -122,11 +117,12 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
         output[:n] = reference.paged_attention(
             query[:n],
             kv_cache,
-            attn_metadata.query_start_loc_list,
-            attn_metadata.seq_lens_list,
+            attn_metadata.query_start_loc,
+            attn_metadata.seq_lens,
             attn_metadata.block_table,
             self.scale,
             self.sliding_window,
+            attn_metadata.max_query_len,
         )
         output[n:] = 0
         return output

@@ -57,11 +57,12 @@ def _attend(q, k, v, allowed, scale):
 def paged_attention(
     query: torch.Tensor,
     kv_cache: torch.Tensor,
-    query_start_loc: list[int],
-    seq_lens: list[int],
+    query_start_loc: torch.Tensor,
+    seq_lens: torch.Tensor,
     block_table: torch.Tensor,
     scale: float,
     sliding_window: int | None = None,
+    max_query_len: int | None = None,
 ) -> torch.Tensor:
     """Causal attention of each request's new tokens over its cached sequence.
 
@@ -69,11 +70,13 @@ def paged_attention(
     query_start_loc[r]:query_start_loc[r+1], which are the last tokens of its seq_lens[r].
     Decode requests (one new token) are attended as one batch; longer queries
     (prefill, chunked prefill) one request at a time. Returns [T, Hq, D].
+    (max_query_len is a hint the Triton version uses; the reference reads lengths.)
     """
-    out = torch.empty_like(query)
+    out = torch.zeros_like(query)
+    query_start_loc, seq_lens = query_start_loc.tolist(), seq_lens.tolist()
     num_reqs = len(seq_lens)
     query_lens = [query_start_loc[r + 1] - query_start_loc[r] for r in range(num_reqs)]
-    decodes = [r for r in range(num_reqs) if query_lens[r] == 1]
+    decodes = [r for r in range(num_reqs) if query_lens[r] == 1 and seq_lens[r] > 0]
     device = query.device
 
     if decodes:

@@ -1,0 +1,32 @@
+"""Launch tables: how many programs a kernel gets and which tile options it uses.
+
+Kernels loop over their tasks inside (`for task in range(pid, n, num_programs)`), so
+the same source serves a data-sized grid (upstream Triton on a GPU or the CPU
+interpreter) and Ascend's rule of one program per physical core. Targets build the
+table; nothing device-specific appears in kernel source.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LaunchTable:
+    # Program caps (None = one program per task): vector-only kernels and kernels
+    # using tl.dot run on different core kinds on Ascend (vector vs AI cores).
+    vector_programs: int | None = None
+    cube_programs: int | None = None
+    # Upcast tl.dot operands to fp32 (the CPU interpreter's bf16 dot is wrong).
+    upcast_dot: bool = False
+    # Query rows per prefill tile and KV splits cap for long decode.
+    prefill_block_m: int = 16
+    max_kv_splits: int = 8
+
+    def grid(self, num_tasks: int, uses_dot: bool) -> tuple[int]:
+        cap = self.cube_programs if uses_dot else self.vector_programs
+        programs = num_tasks if cap is None else min(num_tasks, cap)
+        return (max(1, min(programs, 65535)),)
+
+
+# Upstream Triton on a GPU (the kernel benchmark) and the CPU interpreter.
+GPU_TABLE = LaunchTable()
+INTERPRETER_TABLE = LaunchTable(upcast_dot=True)
