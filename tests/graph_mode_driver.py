@@ -1,24 +1,30 @@
-"""Runs one engine (graph or eager mode) over batches of several sizes and prints the
-greedy tokens as JSON on the last stdout line. Used by test_graph_mode.py in a
-subprocess, so the engine's log can be checked too."""
+"""Runs one engine over batches of several sizes and prints the greedy tokens as JSON
+on the last stdout line; run in a subprocess so tests can check the engine's log too.
+
+Modes: graph (captured sizes 1,2,4,8,16), eager, triton (eager with our Triton
+attention kernels; on the host target they run in the CPU interpreter)."""
 
 import json
 import sys
 
 from conftest import PROMPTS, make_llm, shutdown_llm
 
-BATCH_SIZES = [1, 3, 8, 16, 24]
+MODES = {
+    "graph": dict(compilation_config={"cudagraph_mode": "FULL", "cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
+    "eager": dict(enforce_eager=True),
+    "triton": dict(enforce_eager=True, additional_config={"npu_graph": {"kernels": "triton"}}),
+}
 
 if __name__ == "__main__":
     model, mode = sys.argv[1], sys.argv[2]
-    extra = dict(enforce_eager=True) if mode == "eager" else dict(
-        compilation_config={"cudagraph_mode": "FULL", "cudagraph_capture_sizes": [1, 2, 4, 8, 16]})
-    llm = make_llm(model, max_num_seqs=32, **extra)
+    batch_sizes = [int(n) for n in sys.argv[3].split(",")]
+    max_tokens = int(sys.argv[4])
+    llm = make_llm(model, max_num_seqs=32, **MODES[mode])
     from vllm import SamplingParams
 
-    params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
     results = {}
-    for n in BATCH_SIZES:
+    for n in batch_sizes:
         prompts = [f"{PROMPTS[i % len(PROMPTS)]} (variant {i})" for i in range(n)]
         outs = llm.generate(prompts, params, use_tqdm=False)
         results[n] = [list(o.outputs[0].token_ids) for o in outs]

@@ -14,11 +14,11 @@ HERE = Path(__file__).parent
 FAILED_SIZE = 4
 
 
-def run_driver(model, mode: str) -> tuple[dict, str]:
+def run_driver(model, mode: str, batches: str = "1,3,8,16,24", max_tokens: int = 12) -> tuple[dict, str]:
     env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host", VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES=str(FAILED_SIZE),
                PYTHONPATH=str(HERE))
-    proc = subprocess.run([sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode], env=env,
-                          capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, batches, str(max_tokens)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), log

@@ -16,6 +16,9 @@ SUPPORTED_ARCHITECTURES = (
 )
 
 
+KERNEL_CHOICES = ("auto", "reference", "triton")
+
+
 class PluginConfigError(ValueError):
     """An invalid `additional_config["npu_graph"]`; the message names the fix."""
 
@@ -27,6 +30,9 @@ class NPUGraphConfig:
     host_kv_cache_gib: float = 1.0
     # Folder to write the decoder graph before and after our passes ("" = off).
     dump_graph_dir: str = ""
+    # Attention kernels: "auto" (NPU: triton, host: reference), "reference", "triton"
+    # (on the host target the Triton kernels run in the CPU interpreter: slow, for parity).
+    kernels: str = "auto"
 
     @classmethod
     def from_additional_config(cls, additional_config: Any) -> "NPUGraphConfig":
@@ -54,6 +60,11 @@ class NPUGraphConfig:
                 )
             values[name] = value
         config = cls(**values)
+        if config.kernels not in KERNEL_CHOICES:
+            raise PluginConfigError(
+                f'additional_config["{CONFIG_KEY}"]["kernels"] must be one of {", ".join(KERNEL_CHOICES)}, '
+                f"got {config.kernels!r}."
+            )
         if config.host_kv_cache_gib <= 0:
             raise PluginConfigError(
                 f'additional_config["{CONFIG_KEY}"]["host_kv_cache_gib"] must be > 0, '

@@ -117,7 +117,9 @@ class NPUGraphPlatform(Platform):
     def check_and_update_config(cls, vllm_config) -> None:
         """Validate our options and wire our worker. Runs in several processes: it
         must be idempotent."""
-        plugin_config(vllm_config)  # raises on invalid options
+        options = plugin_config(vllm_config)  # raises on invalid options
+        if options.kernels == "triton":
+            _target.prepare_triton()  # before engine processes spawn and import Triton
         model = vllm_config.model_config
         if model is not None:
             cls.verify_model_arch(getattr(model, "architecture", None) or model.architectures[0])

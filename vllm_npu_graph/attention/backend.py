@@ -20,7 +20,7 @@ from vllm.v1.attention.backend import (
 )
 from vllm.v1.kv_cache_layout import KVCacheLayout
 
-from vllm_npu_graph.kernels import attention_reference as reference
+from vllm_npu_graph.ops import attention as ops
 
 
 @dataclass
@@ -95,7 +95,7 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
         self.kv_sharing_target_layer_name = kv_sharing_target_layer_name
 
     def do_kv_cache_update(self, layer, key, value, kv_cache, slot_mapping) -> None:
-        reference.write_kv_cache(key, value, kv_cache, slot_mapping)
+        ops.reshape_and_cache(key, value, kv_cache, slot_mapping)
 
     def forward(
         self,
@@ -114,15 +114,16 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
         if attn_metadata is None:  # profiling run: no KV cache yet
             return output.fill_(0)
         n = attn_metadata.num_actual_tokens
-        output[:n] = reference.paged_attention(
+        output[:n] = ops.paged_attention(
             query[:n],
             kv_cache,
             attn_metadata.query_start_loc,
             attn_metadata.seq_lens,
             attn_metadata.block_table,
             self.scale,
-            self.sliding_window,
+            self.sliding_window or 0,
             attn_metadata.max_query_len,
+            attn_metadata.max_seq_len,
         )
         output[n:] = 0
         return output

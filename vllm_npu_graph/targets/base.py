@@ -69,6 +69,15 @@ class Target(ABC):
     def capture_graph(self, fn, args, kwargs):
         """Capture fn(*args, **kwargs) as a device graph with `.output` and `.replay()`."""
 
+    @abstractmethod
+    def triton_launch_table(self):
+        """The LaunchTable our Triton kernels use here (prepares Triton if needed)."""
+
+    default_kernels: str = "triton"  # attention kernels when the option says "auto"
+
+    def prepare_triton(self) -> None:
+        """Process-environment set-up Triton needs here, before it is imported."""
+
     def register_kernel_overrides(self) -> None:
         """Replace vLLM runner kernels this target can't run (default: none)."""
 

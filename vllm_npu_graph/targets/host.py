@@ -37,6 +37,7 @@ class HostTarget(Target):
     device_control_env_var = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
     communicator_cls = "vllm_npu_graph.distributed.communicator.HostCommunicator"
     pin_memory = False
+    default_kernels = "reference"
 
     def device(self, local_rank: int) -> torch.device:
         return torch.device("cpu")
@@ -103,3 +104,15 @@ class HostTarget(Target):
 
     def capture_graph(self, fn, args, kwargs) -> HostGraph:
         return HostGraph(fn, args, kwargs)
+
+    def prepare_triton(self) -> None:
+        """No Triton device on the host: kernels run in Triton's CPU interpreter, which
+        must be switched on before Triton is imported (the platform's config hook does
+        this in the parent process, so spawned engine processes inherit it)."""
+        os.environ["TRITON_INTERPRET"] = "1"
+
+    def triton_launch_table(self):
+        self.prepare_triton()
+        from vllm_npu_graph.kernels.launch import INTERPRETER_TABLE
+
+        return INTERPRETER_TABLE

@@ -98,3 +98,13 @@ class NPUTarget(Target):
 
     def capture_graph(self, fn, args, kwargs) -> NPUGraphCapture:
         return NPUGraphCapture(fn, args, kwargs, self.graph_pool())
+
+    def triton_launch_table(self):
+        """One program per physical core (triton-ascend): vector cores for vector-only
+        kernels, AI cores for kernels with tl.dot."""
+        import triton
+
+        from vllm_npu_graph.kernels.launch import LaunchTable
+
+        props = triton.runtime.driver.active.utils.get_device_properties(torch.npu.current_device())
+        return LaunchTable(vector_programs=props["num_vectorcore"], cube_programs=props["num_aicore"])

@@ -1,5 +1,6 @@
 """Our worker: vLLM's GPU Worker with device set-up and memory planning from the target."""
 
+import os
 from contextlib import nullcontext
 
 from vllm.utils.mem_utils import format_gib
@@ -34,7 +35,18 @@ class NPUGraphWorker(Worker):
             current_platform.dist_backend,
         )
         set_random_seed(self.model_config.seed)
+        self._select_attention_kernels()
         self._init_workspace_and_model_runner()
+
+    def _select_attention_kernels(self) -> None:
+        from vllm_npu_graph.ops import attention as attention_ops
+
+        choice = plugin_config(self.vllm_config).kernels
+        if choice == "auto":
+            choice = self.target.default_kernels
+        attention_ops.use_triton_kernels(self.target.triton_launch_table() if choice == "triton" else None)
+        interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
+        logger.info("npu_graph: attention kernels: %s%s", choice, " (Triton CPU interpreter)" if interpreted else "")
 
     def _make_model_runner(self) -> NPUGraphModelRunner:
         return NPUGraphModelRunner(self.vllm_config, self.device)
