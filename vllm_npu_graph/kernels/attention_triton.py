@@ -50,11 +50,12 @@ def write_kv_cache(key, value, kv_cache, slot_mapping, table: LaunchTable) -> No
 
 
 @triton.jit
-def _attend_block(q, kv_ptr, phys, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale, m, l, acc,
-                  D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr, UPCAST: tl.constexpr):
-    """One KV block of online softmax: q [M, D_PAD] against the block's keys; kvalid
-    [BLOCK] marks slots holding tokens, kmask [M, BLOCK] the allowed pairs."""
-    n = tl.arange(0, BLOCK)
+def _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale, m, l, acc,
+                 D: tl.constexpr, D_PAD: tl.constexpr, TILE: tl.constexpr, UPCAST: tl.constexpr):
+    """One KV tile (TILE tokens at offset sub*TILE of a cache block) of online softmax:
+    q [M, D_PAD] against its keys; kvalid [TILE] marks slots holding tokens, kmask
+    [M, TILE] the allowed pairs."""
+    n = sub * TILE + tl.arange(0, TILE)
     d = tl.arange(0, D_PAD)
     base = kv_ptr + phys * s_cb + kv_head * s_ch + n[:, None] * s_cn + d[None, :]
     load_mask = (d[None, :] < D) & kvalid[:, None]
@@ -83,7 +84,7 @@ def _decode_kernel(
     num_seqs, num_kv_heads, scale, window,
     s_qt, s_qh, s_ot, s_oh, s_cb, s_ch, s_cn, s_bt,
     GROUP: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr,
-    SPLITS: tl.constexpr, UPCAST: tl.constexpr,
+    TILE: tl.constexpr, SPLITS: tl.constexpr, UPCAST: tl.constexpr,
 ):
     g = tl.arange(0, G_PAD)
     d = tl.arange(0, D_PAD)
@@ -109,11 +110,12 @@ def _decode_kernel(
         last = tl.minimum(first + per_split, num_blocks)
         for j in range(first, last):
             phys = tl.load(bt_ptr + seq * s_bt + j).to(tl.int64)
-            kpos = j * BLOCK + tl.arange(0, BLOCK)
-            kvalid = kpos < seq_len
-            kmask = (kvalid & ((kpos > seq_len - 1 - window) | (window <= 0)))[None, :]
-            m, l, acc = _attend_block(q, kv_ptr, phys, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale, m, l, acc,
-                                      D, D_PAD, BLOCK, UPCAST)
+            for sub in range(BLOCK // TILE):
+                kpos = j * BLOCK + sub * TILE + tl.arange(0, TILE)
+                kvalid = kpos < seq_len
+                kmask = (kvalid & ((kpos > seq_len - 1 - window) | (window <= 0)))[None, :]
+                m, l, acc = _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale,
+                                         m, l, acc, D, D_PAD, TILE, UPCAST)
         if SPLITS == 1:
             out = tl.where(l[:, None] > 0, acc / tl.where(l > 0, l, 1.0)[:, None], 0.0)
             tl.store(out_ptr + token * s_ot + q_heads[:, None] * s_oh + d[None, :],
@@ -160,7 +162,7 @@ def _prefill_kernel(
     num_seqs, num_q_heads, m_blocks, scale, window,
     s_qt, s_qh, s_ot, s_oh, s_cb, s_ch, s_cn, s_bt,
     GROUP: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr, BLOCK_M: tl.constexpr,
-    UPCAST: tl.constexpr,
+    TILE: tl.constexpr, UPCAST: tl.constexpr,
 ):
     i = tl.arange(0, BLOCK_M)
     d = tl.arange(0, D_PAD)
@@ -186,12 +188,13 @@ def _prefill_kernel(
             first = tl.where(window > 0, tl.maximum(context + mb * BLOCK_M - window + 1, 0) // BLOCK, 0)
             for j in range(first, tl.cdiv(end, BLOCK)):
                 phys = tl.load(bt_ptr + seq * s_bt + j).to(tl.int64)
-                kpos = j * BLOCK + tl.arange(0, BLOCK)
-                kvalid = kpos < seq_len
-                kmask = (kpos[None, :] <= qpos[:, None]) & kvalid[None, :] & row_ok[:, None]
-                kmask = kmask & ((kpos[None, :] > qpos[:, None] - window) | (window <= 0))
-                m, l, acc = _attend_block(q, kv_ptr, phys, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale, m, l, acc,
-                                          D, D_PAD, BLOCK, UPCAST)
+                for sub in range(BLOCK // TILE):
+                    kpos = j * BLOCK + sub * TILE + tl.arange(0, TILE)
+                    kvalid = kpos < seq_len
+                    kmask = (kpos[None, :] <= qpos[:, None]) & kvalid[None, :] & row_ok[:, None]
+                    kmask = kmask & ((kpos[None, :] > qpos[:, None] - window) | (window <= 0))
+                    m, l, acc = _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale,
+                                             m, l, acc, D, D_PAD, TILE, UPCAST)
             out = tl.where(l[:, None] > 0, acc / tl.where(l > 0, l, 1.0)[:, None], 0.0)
             tl.store(out_ptr + (q_start + rows)[:, None] * s_ot + head * s_oh + d[None, :],
                      out.to(out_ptr.dtype.element_ty), mask=mask)
@@ -229,7 +232,8 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
         _decode_kernel[table.grid(tasks * splits, uses_dot=True)](
             query, kv_cache, out, block_table, seq_lens, query_start_loc, part, stats,
             num_seqs, num_kv_heads, *common,
-            GROUP=group, G_PAD=g_pad, D=d, D_PAD=d_pad, BLOCK=block, SPLITS=splits, UPCAST=table.upcast_dot,
+            GROUP=group, G_PAD=g_pad, D=d, D_PAD=d_pad, BLOCK=block,
+            TILE=table.kv_tile(block, g_pad, d_pad, kv_cache.element_size()), SPLITS=splits, UPCAST=table.upcast_dot,
         )
         if splits > 1:
             _decode_reduce_kernel[table.grid(tasks, uses_dot=False)](
@@ -242,6 +246,7 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
     _prefill_kernel[table.grid(num_seqs * num_q_heads * m_blocks, uses_dot=True)](
         query, kv_cache, out, block_table, seq_lens, query_start_loc,
         num_seqs, num_q_heads, m_blocks, *common,
-        GROUP=group, D=d, D_PAD=_pad(d), BLOCK=block, BLOCK_M=block_m, UPCAST=table.upcast_dot,
+        GROUP=group, D=d, D_PAD=_pad(d), BLOCK=block, BLOCK_M=block_m,
+        TILE=table.kv_tile(block, block_m, _pad(d), kv_cache.element_size()), UPCAST=table.upcast_dot,
     )
     return out

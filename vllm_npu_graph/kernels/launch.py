@@ -20,6 +20,20 @@ class LaunchTable:
     # Query rows per prefill tile and KV splits cap for long decode.
     prefill_block_m: int = 16
     max_kv_splits: int = 8
+    # Bytes of live tensors one program may hold (Ascend UB: 96 KB with double
+    # buffering); attention KV tiles shrink below the cache block size to fit.
+    live_bytes: int | None = None
+
+    def kv_tile(self, block: int, rows: int, head_pad: int, elem_bytes: int) -> int:
+        """Tokens per attention KV tile: the cache block, halved until k, v, the score
+        tile and the fp32 accumulators fit `live_bytes` (at least 16)."""
+        tile = block
+        while self.live_bytes is not None and tile > 16:
+            live = 2 * tile * head_pad * elem_bytes + 2 * rows * tile * 4 + 2 * rows * head_pad * 4
+            if live <= self.live_bytes:
+                break
+            tile //= 2
+        return tile
 
     def grid(self, num_tasks: int, uses_dot: bool) -> tuple[int]:
         cap = self.cube_programs if uses_dot else self.vector_programs

@@ -107,4 +107,5 @@ class NPUTarget(Target):
         from vllm_npu_graph.kernels.launch import LaunchTable
 
         props = triton.runtime.driver.active.utils.get_device_properties(torch.npu.current_device())
-        return LaunchTable(vector_programs=props["num_vectorcore"], cube_programs=props["num_aicore"])
+        return LaunchTable(vector_programs=props["num_vectorcore"], cube_programs=props["num_aicore"],
+                           live_bytes=96 * 1024)
