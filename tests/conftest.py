@@ -6,11 +6,16 @@ because an engine start costs ~30 s here.
 
 import gc
 import os
-from pathlib import Path
 
-import pytest
-
+# Triton kernels run in the CPU interpreter here; it must be on before Triton is first
+# imported (vLLM imports it), or nested @triton.jit calls fail. vLLM still sees no
+# active Triton driver, so its own paths are unchanged.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("VLLM_NPU_GRAPH_TARGET", "host")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 from vllm_npu_graph.models import build_default_model, build_tiny_model, cache_dir  # noqa: E402
 

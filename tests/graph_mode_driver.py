@@ -2,10 +2,13 @@
 on the last stdout line; run in a subprocess so tests can check the engine's log too.
 
 Modes: graph (captured sizes 1,2,4,8,16), eager, triton (eager with our Triton
-attention kernels; on the host target they run in the CPU interpreter)."""
+attention kernels; on the host target they run in the CPU interpreter), passes (graph
+mode with every fusion pass forced on)."""
 
 import json
+import os
 import sys
+import tempfile
 
 from conftest import PROMPTS, make_llm, shutdown_llm
 
@@ -13,10 +16,14 @@ MODES = {
     "graph": dict(compilation_config={"cudagraph_mode": "FULL", "cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
     "eager": dict(enforce_eager=True),
     "triton": dict(enforce_eager=True, additional_config={"npu_graph": {"kernels": "triton"}}),
+    "passes": dict(compilation_config={"cudagraph_capture_sizes": [1, 2, 4]},
+                   additional_config={"npu_graph": {"passes": {"rms_norm": True, "add_rms_norm": True, "swiglu": True}}}),
 }
 
 if __name__ == "__main__":
     model, mode = sys.argv[1], sys.argv[2]
+    if mode == "passes":  # a cold compile cache, so the passes run and log their counts
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="npu_graph_passes_")
     batch_sizes = [int(n) for n in sys.argv[3].split(",")]
     max_tokens = int(sys.argv[4])
     llm = make_llm(model, max_num_seqs=32, **MODES[mode])

@@ -1,7 +1,7 @@
 """The plugin's own options: `--additional-config '{"npu_graph": {...}}'`, validated."""
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 CONFIG_KEY = "npu_graph"
@@ -33,6 +33,8 @@ class NPUGraphConfig:
     # Attention kernels: "auto" (NPU: triton, host: reference), "reference", "triton"
     # (on the host target the Triton kernels run in the CPU interpreter: slow, for parity).
     kernels: str = "auto"
+    # Per-pass switches {"<pass name>": bool}; unset passes use the target's default.
+    passes: dict = field(default_factory=dict)
 
     @classmethod
     def from_additional_config(cls, additional_config: Any) -> "NPUGraphConfig":
@@ -50,6 +52,9 @@ class NPUGraphConfig:
             )
         values = {}
         for name, value in raw.items():
+            if name == "passes":
+                values[name] = _validate_passes(value)
+                continue
             expected = type(fields[name].default)
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
@@ -71,6 +76,21 @@ class NPUGraphConfig:
                 f"got {config.host_kv_cache_gib}."
             )
         return config
+
+
+def _validate_passes(value: Any) -> dict:
+    from vllm_npu_graph.passes import PASS_NAMES
+
+    where = f'additional_config["{CONFIG_KEY}"]["passes"]'
+    if not isinstance(value, dict):
+        raise PluginConfigError(f"{where} must be a JSON object of pass name -> true/false.")
+    unknown = sorted(set(value) - set(PASS_NAMES))
+    if unknown:
+        raise PluginConfigError(f"Unknown pass(es) {', '.join(map(repr, unknown))} in {where}; passes: {', '.join(PASS_NAMES)}.")
+    bad = [k for k, v in value.items() if not isinstance(v, bool)]
+    if bad:
+        raise PluginConfigError(f"{where}[{bad[0]!r}] must be true or false.")
+    return dict(value)
 
 
 def plugin_config(vllm_config) -> NPUGraphConfig:

@@ -133,7 +133,7 @@ class NPUGraphPlatform(Platform):
         vllm_config.scheduler_config.async_scheduling = False
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 
-        configure_graph_mode(vllm_config)
+        configure_graph_mode(vllm_config, options)
 
     def get_global_graph_pool(self):
         return _target.graph_pool()
@@ -147,9 +147,11 @@ class NPUGraphPlatform(Platform):
         return COMPILER_QUALNAME
 
 
-def configure_graph_mode(vllm_config) -> None:
+def configure_graph_mode(vllm_config, options) -> None:
     """Whole-decoder compile through our backend, FULL graphs replayed by our wrapper."""
     from vllm.config import CompilationMode, CUDAGraphMode
+
+    from vllm_npu_graph.passes import enabled_passes
 
     compilation = vllm_config.compilation_config
     model = vllm_config.model_config
@@ -163,6 +165,9 @@ def configure_graph_mode(vllm_config) -> None:
     # is ours, not Inductor's mega-artifact.
     compilation.backend = ""
     compilation.splitting_ops = []
+    # Passes matching vLLM's IR ops (RMSNorm) need them kept as ops in the graph.
+    if any(p.NEEDS_IR_WRAP for p in enabled_passes(_target.name, options.passes)):
+        compilation.ir_enable_torch_wrap = True
     if compilation.compile_sizes is None:
         compilation.compile_sizes = []  # vLLM leaves it None for OOT platforms, then can't dispatch
     compilation.pass_config.fuse_norm_quant = False

@@ -16,6 +16,8 @@ from vllm.compilation.compiler_interface import CompilerInterface
 from vllm_npu_graph.compilation.pass_manager import NPUGraphPassManager
 from vllm_npu_graph.config import NPUGraphConfig, plugin_config
 from vllm_npu_graph.log import get_logger
+from vllm_npu_graph.ops import attention, fused  # noqa: F401  (cached artifacts call torch.ops.npu_graph)
+from vllm_npu_graph.passes import enabled_passes
 from vllm_npu_graph.targets import get_target
 
 logger = get_logger(__name__)
@@ -53,11 +55,12 @@ class NPUGraphCompiler(CompilerInterface):
     def compile(self, graph: fx.GraphModule, example_inputs: list[Any], compiler_config: dict[str, Any],
                 compile_range, key: str | None = None):
         if self.pass_manager is None:
-            self.pass_manager = NPUGraphPassManager([], dump_dir=self.options.dump_graph_dir)
+            passes = [(p.NAME, p.run) for p in enabled_passes(self.target.name, self.options.passes)]
+            self.pass_manager = NPUGraphPassManager(passes, dump_dir=self.options.dump_graph_dir)
         passes = self.pass_manager
         nodes = len(graph.graph.nodes)
         attention = count_ops(graph.graph, ATTENTION_OPS)
-        start = time.perf_counter()
+        start, runs = time.perf_counter(), passes.runs
         try:
             compiled = self.target.lower_graph(graph, example_inputs, passes)
         except Exception as exc:  # the eager path must stay available
@@ -66,6 +69,8 @@ class NPUGraphCompiler(CompilerInterface):
                 "runs the uncompiled graph eagerly.", compile_range, type(exc).__name__, exc,
             )
             return graph, None
+        if passes.runs == runs:
+            logger.info("npu_graph: compiled code came from the Inductor cache; the passes ran when it was built.")
         logger.info(
             "npu_graph: compiled the whole decoder as one graph (%d nodes, %d attention ops, "
             "%d kv-cache writes, token range %s) with the %s target in %.1f s",

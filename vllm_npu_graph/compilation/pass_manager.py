@@ -26,10 +26,10 @@ class NPUGraphPassManager(CustomGraphPass):
         self.dump_dir = Path(dump_dir) if dump_dir else None
         self.last_counts: dict[str, int] = {}
         self.last_times_ms: dict[str, float] = {}
-        self._runs = 0
+        self.runs = 0
 
     def __call__(self, graph: fx.Graph) -> None:
-        self._runs += 1
+        self.runs += 1
         self._dump(graph, "before")
         for name, graph_pass in self.passes:
             start = time.perf_counter()
@@ -45,7 +45,7 @@ class NPUGraphPassManager(CustomGraphPass):
         if self.dump_dir is None:
             return
         self.dump_dir.mkdir(parents=True, exist_ok=True)
-        path = self.dump_dir / f"graph_{self._runs:03d}_{stage}_passes.txt"
+        path = self.dump_dir / f"graph_{self.runs:03d}_{stage}_passes.txt"
         path.write_text(str(graph))
         logger.info("npu_graph: graph %s passes dumped to %s", stage, path)
 

@@ -75,6 +75,10 @@ class Target(ABC):
 
     default_kernels: str = "triton"  # attention kernels when the option says "auto"
 
+    def native_fused_ops(self) -> dict:
+        """Fused-op implementations from the device library, by op name (default none)."""
+        return {}
+
     def prepare_triton(self) -> None:
         """Process-environment set-up Triton needs here, before it is imported."""
 

@@ -109,3 +109,21 @@ class NPUTarget(Target):
         props = triton.runtime.driver.active.utils.get_device_properties(torch.npu.current_device())
         return LaunchTable(vector_programs=props["num_vectorcore"], cube_programs=props["num_aicore"],
                            live_bytes=96 * 1024)
+
+    def native_fused_ops(self) -> dict:
+        """torch_npu's fused ops for the ops our passes emit (documented signatures:
+        npu_rms_norm(x, gamma, epsilon) -> (y, rstd); npu_add_rms_norm(x1, x2, gamma,
+        epsilon) -> (y, rstd, x_sum); npu_swiglu(x, dim=-1) -> y)."""
+        import torch_npu
+
+        def rms_norm(x, weight, eps):
+            return torch_npu.npu_rms_norm(x, weight, epsilon=eps)[0]
+
+        def add_rms_norm(x, residual, weight, eps):
+            y, _, summed = torch_npu.npu_add_rms_norm(x, residual, weight, epsilon=eps)
+            return y, summed
+
+        def swiglu(x):
+            return torch_npu.npu_swiglu(x, dim=-1)
+
+        return {"rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu}

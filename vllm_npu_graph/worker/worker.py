@@ -39,12 +39,13 @@ class NPUGraphWorker(Worker):
         self._init_workspace_and_model_runner()
 
     def _select_attention_kernels(self) -> None:
-        from vllm_npu_graph.ops import attention as attention_ops
+        from vllm_npu_graph.ops import kernel_choice
 
         choice = plugin_config(self.vllm_config).kernels
         if choice == "auto":
             choice = self.target.default_kernels
-        attention_ops.use_triton_kernels(self.target.triton_launch_table() if choice == "triton" else None)
+        kernel_choice.configure(self.target.triton_launch_table() if choice == "triton" else None,
+                                self.target.native_fused_ops())
         interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
         logger.info("npu_graph: attention kernels: %s%s", choice, " (Triton CPU interpreter)" if interpreted else "")
 

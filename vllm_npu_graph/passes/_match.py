@@ -1,0 +1,22 @@
+"""Small helpers for matching aten graphs."""
+
+import torch
+import torch.fx as fx
+
+aten = torch.ops.aten
+
+
+def is_call(node, *targets) -> bool:
+    return isinstance(node, fx.Node) and node.op == "call_function" and node.target in targets
+
+
+def strip_converts(node):
+    """The value under any prims.convert_element_type casts (dtype-insensitive matching)."""
+    while is_call(node, torch.ops.prims.convert_element_type.default):
+        node = node.args[0]
+    return node
+
+
+def replace_node(old: fx.Node, new: fx.Node) -> None:
+    old.replace_all_uses_with(new)
+    new.meta.update({k: v for k, v in old.meta.items() if k == "val"})
