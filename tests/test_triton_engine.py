@@ -8,6 +8,6 @@ def test_triton_kernels_serve_the_same_tokens_as_the_reference(tiny_model):
     model = tiny_model("qwen3")
     triton_tokens, log = run_driver(model, "triton", batches="1,3", max_tokens=6)
     reference_tokens, ref_log = run_driver(model, "eager", batches="1,3", max_tokens=6)
-    assert "attention kernels: triton (Triton CPU interpreter)" in log
-    assert "attention kernels: reference" in ref_log
+    assert "kernels (attention and fused ops): triton (Triton CPU interpreter)" in log
+    assert "kernels (attention and fused ops): reference" in ref_log
     assert triton_tokens == reference_tokens

@@ -35,10 +35,10 @@ class NPUGraphWorker(Worker):
             current_platform.dist_backend,
         )
         set_random_seed(self.model_config.seed)
-        self._select_attention_kernels()
+        self._select_kernels()
         self._init_workspace_and_model_runner()
 
-    def _select_attention_kernels(self) -> None:
+    def _select_kernels(self) -> None:
         from vllm_npu_graph.ops import kernel_choice
 
         choice = plugin_config(self.vllm_config).kernels
@@ -47,7 +47,7 @@ class NPUGraphWorker(Worker):
         kernel_choice.configure(self.target.triton_launch_table() if choice == "triton" else None,
                                 self.target.native_fused_ops())
         interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
-        logger.info("npu_graph: attention kernels: %s%s", choice, " (Triton CPU interpreter)" if interpreted else "")
+        logger.info("npu_graph: kernels (attention and fused ops): %s%s", choice, " (Triton CPU interpreter)" if interpreted else "")
 
     def _make_model_runner(self) -> NPUGraphModelRunner:
         return NPUGraphModelRunner(self.vllm_config, self.device)
