@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv model demo test clean
+.PHONY: venv model npu-contract demo test clean
 
 venv: $(STAMP)
 
@@ -28,10 +28,15 @@ $(STAMP): pyproject.toml Makefile packaging/vllm-name-alias/pyproject.toml
 model: venv
 	$(PY) -m vllm_npu_graph.models build-default
 
+# The torch-npu 2.13.0 wheel's contract files (schemas, graph API) the fake torch_npu
+# checks calls against; downloaded, unpacked, never installed.
+npu-contract: venv
+	$(PY) tests/fakes/fetch_contract.py .cache/torch-npu-contract
+
 demo: model
 	$(VENV)/bin/vllm-npu-graph demo
 
-test: model
+test: model npu-contract
 	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q tests
 
 clean:
