@@ -33,6 +33,9 @@ class NPUGraphConfig:
     # Attention kernels: "auto" (NPU: triton, host: reference), "reference", "triton"
     # (on the host target the Triton kernels run in the CPU interpreter: slow, for parity).
     kernels: str = "auto"
+    # Most padded sizes to capture graphs for (0 = the target's default; NPU: 16, since
+    # every ACL graph holds stream resources and too many fail with error 207008).
+    max_graph_sizes: int = 0
     # Per-pass switches {"<pass name>": bool}; unset passes use the target's default.
     passes: dict = field(default_factory=dict)
 
@@ -69,6 +72,10 @@ class NPUGraphConfig:
             raise PluginConfigError(
                 f'additional_config["{CONFIG_KEY}"]["kernels"] must be one of {", ".join(KERNEL_CHOICES)}, '
                 f"got {config.kernels!r}."
+            )
+        if config.max_graph_sizes < 0:
+            raise PluginConfigError(
+                f'additional_config["{CONFIG_KEY}"]["max_graph_sizes"] must be >= 0, got {config.max_graph_sizes}.'
             )
         if config.host_kv_cache_gib <= 0:
             raise PluginConfigError(

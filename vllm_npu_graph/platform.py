@@ -181,3 +181,19 @@ def configure_graph_mode(vllm_config, options) -> None:
         logger.info("vllm-npu-graph: cudagraph_mode %s maps to FULL (the decoder is one graph).", mode.name)
         mode = CUDAGraphMode.FULL
     compilation.cudagraph_mode = mode
+    limit_capture_sizes(compilation, options.max_graph_sizes or _target.max_graph_sizes)
+
+
+def limit_capture_sizes(compilation, limit: int | None) -> None:
+    """Keep at most `limit` capture sizes: the smallest, the largest and evenly spaced
+    ones between (other batches pad up to the next kept size)."""
+    sizes = sorted(compilation.cudagraph_capture_sizes or [])
+    if not limit or len(sizes) <= limit:
+        return
+    if limit == 1:
+        keep = [sizes[-1]]
+    else:
+        keep = sorted({sizes[round(i * (len(sizes) - 1) / (limit - 1))] for i in range(limit)})
+    logger.info("vllm-npu-graph: capturing %d of %d sizes on the %s target (limit %d): %s",
+                len(keep), len(sizes), _target.name, limit, keep)
+    compilation.cudagraph_capture_sizes = keep

@@ -97,7 +97,7 @@ class NPUGraphWrapper(torch.nn.Module):
                 raise RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
             graph = self.target.capture_graph(self.runnable, args, kwargs)
         except Exception as exc:  # a failed capture must never take the server down
-            reason = f"capture failed ({type(exc).__name__}: {exc})"
+            reason = f"capture failed ({self.target.explain_capture_error(exc) or f'{type(exc).__name__}: {exc}'})"
             logger.error("npu_graph: %s for size %d; this size runs eagerly from now on.", reason, size)
             self.failed[size] = reason
             return self.runnable(*args, **kwargs)

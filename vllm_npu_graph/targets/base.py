@@ -75,6 +75,12 @@ class Target(ABC):
 
     default_kernels: str = "triton"  # attention kernels when the option says "auto"
 
+    max_graph_sizes: int | None = None  # default cap on captured sizes (None: no cap)
+
+    def explain_capture_error(self, exc: Exception) -> str | None:
+        """A user-facing explanation (with the fix) of a known capture failure."""
+        return None
+
     def native_fused_ops(self) -> dict:
         """Fused-op implementations from the device library, by op name (default none)."""
         return {}

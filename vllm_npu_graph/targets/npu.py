@@ -52,6 +52,7 @@ class NPUTarget(Target):
     device_control_env_var = "ASCEND_RT_VISIBLE_DEVICES"
     communicator_cls = "vllm.distributed.device_communicators.base_device_communicator.DeviceCommunicatorBase"
     pin_memory = True
+    max_graph_sizes = 16
 
     def __init__(self) -> None:
         missing = missing_requirement()
@@ -127,3 +128,12 @@ class NPUTarget(Target):
             return torch_npu.npu_swiglu(x, dim=-1)
 
         return {"rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu}
+
+    def explain_capture_error(self, exc: Exception) -> str | None:
+        text = str(exc)
+        if "207008" in text or "Alloc sq cq fail" in text:
+            return ("the NPU ran out of stream resources for captured graphs (error 207008 / "
+                    "'Alloc sq cq fail'): capture fewer sizes, e.g. --additional-config "
+                    "'{\"npu_graph\": {\"max_graph_sizes\": 8}}' or a smaller "
+                    "--compilation-config max_cudagraph_capture_size; old firmware also needs an update")
+        return None
