@@ -22,8 +22,10 @@ MODES = {
 
 if __name__ == "__main__":
     model, mode = sys.argv[1], sys.argv[2]
-    if mode == "passes":  # a cold compile cache, so the passes run and log their counts
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="npu_graph_passes_")
+    if mode == "passes":  # cold compile caches (vLLM's and Inductor's): the passes run and log counts
+        cold = tempfile.mkdtemp(prefix="npu_graph_passes_")
+        os.environ["VLLM_CACHE_ROOT"] = os.path.join(cold, "vllm")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cold, "inductor")
     batch_sizes = [int(n) for n in sys.argv[3].split(",")]
     max_tokens = int(sys.argv[4])
     llm = make_llm(model, max_num_seqs=32, **MODES[mode])
