@@ -59,7 +59,7 @@ class NPUGraphCompiler(CompilerInterface):
             self.pass_manager = NPUGraphPassManager(passes, dump_dir=self.options.dump_graph_dir)
         passes = self.pass_manager
         nodes = len(graph.graph.nodes)
-        attention = count_ops(graph.graph, ATTENTION_OPS)
+        attn_counts = count_ops(graph.graph, ATTENTION_OPS)
         start, runs = time.perf_counter(), passes.runs
         try:
             compiled = self.target.lower_graph(graph, example_inputs, passes)
@@ -74,7 +74,7 @@ class NPUGraphCompiler(CompilerInterface):
         logger.info(
             "npu_graph: compiled the whole decoder as one graph (%d nodes, %d attention ops, "
             "%d kv-cache writes, token range %s) with the %s target in %.1f s",
-            nodes, attention["unified_attention_with_output"], attention["unified_kv_cache_update"],
+            nodes, attn_counts["unified_attention_with_output"], attn_counts["unified_kv_cache_update"],
             compile_range, self.target.name, time.perf_counter() - start,
         )
         return compiled, None
