@@ -38,7 +38,7 @@ class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentio
     # Every length and table is read from tensors at run time, so any batch replays.
     _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.ALWAYS
 
-    def __init__(self, kv_cache_spec, layer_names, vllm_config, device):
+    def __init__(self, kv_cache_spec, layer_names, vllm_config, device):  # abstract in vLLM's base
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)
 
     def build(

@@ -10,9 +10,7 @@ from vllm.distributed.device_communicators.base_device_communicator import Devic
 
 
 class HostCommunicator(DeviceCommunicatorBase):
-    def all_reduce(self, input_: torch.Tensor) -> torch.Tensor:
-        dist.all_reduce(input_, group=self.device_group)
-        return input_
+    # all_reduce: the base class's dist.all_reduce on the device group works with gloo.
 
     def all_gather(self, input_: torch.Tensor, dim: int = -1) -> torch.Tensor:
         parts = [torch.empty_like(input_) for _ in range(self.world_size)]

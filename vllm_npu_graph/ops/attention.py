@@ -7,18 +7,12 @@ one runs is chosen once per process from the target and `kernels` option.
 
 import torch
 
-from vllm_npu_graph.kernels import attention_reference as reference
 from vllm_npu_graph.ops import kernel_choice
 
 
 @torch.library.custom_op("npu_graph::reshape_and_cache", mutates_args=("kv_cache",))
 def reshape_and_cache(key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
-    if kernel_choice.triton_table is None:
-        reference.write_kv_cache(key, value, kv_cache, slot_mapping)
-    else:
-        from vllm_npu_graph.kernels import attention_triton
-
-        attention_triton.write_kv_cache(key, value, kv_cache, slot_mapping, kernel_choice.triton_table)
+    kernel_choice.impls["write_kv_cache"](key, value, kv_cache, slot_mapping)
 
 
 @reshape_and_cache.register_fake
@@ -32,13 +26,8 @@ def paged_attention(
     block_table: torch.Tensor, scale: float, sliding_window: int, max_query_len: int, max_seq_len: int,
 ) -> torch.Tensor:
     window = sliding_window if sliding_window > 0 else None
-    if kernel_choice.triton_table is None:
-        return reference.paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, window)
-    from vllm_npu_graph.kernels import attention_triton
-
-    return attention_triton.paged_attention(
-        query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len,
-        table=kernel_choice.triton_table, max_seq_len=max_seq_len,
+    return kernel_choice.impls["paged_attention"](
+        query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len, max_seq_len
     )
 
 

@@ -1,15 +1,48 @@
-"""Which implementation our custom ops run in this process: the torch reference,
-the Triton kernels (with a launch table), or the target's native fused ops."""
+"""Which implementation each of our custom ops runs in this process: the torch
+reference, the Triton kernels (with a launch table), or the target's native fused ops.
+
+Resolved once by `configure` (the worker calls it at start-up), so an op call on the
+decode path is one dict lookup: no import, branch or attribute search per layer.
+"""
 
 from collections.abc import Callable
+from functools import partial
 
 from vllm_npu_graph.kernels.launch import LaunchTable
 
-triton_table: LaunchTable | None = None  # None: no Triton kernels
-native_ops: dict[str, Callable] = {}  # op name -> device library call (NPU: torch_npu)
+# op name -> callable. paged_attention takes (query, kv_cache, query_start_loc,
+# seq_lens, block_table, scale, window, max_query_len, max_seq_len).
+impls: dict[str, Callable] = {}
 
 
 def configure(table: LaunchTable | None, native: dict[str, Callable] | None = None) -> None:
-    global triton_table, native_ops
-    triton_table = table
-    native_ops = dict(native or {})
+    global impls
+    if table is None:
+        from vllm_npu_graph.kernels import attention_reference as attn
+        from vllm_npu_graph.kernels import fused_reference as fused
+
+        resolved = {
+            "paged_attention": lambda q, kv, qsl, lens, bt, scale, window, max_q, max_s: attn.paged_attention(
+                q, kv, qsl, lens, bt, scale, window, max_q),
+            "write_kv_cache": attn.write_kv_cache,
+            "rms_norm": fused.rms_norm,
+            "add_rms_norm": fused.add_rms_norm,
+            "swiglu": fused.swiglu,
+        }
+    else:
+        from vllm_npu_graph.kernels import attention_triton as attn
+        from vllm_npu_graph.kernels import fused_triton as fused
+
+        resolved = {
+            "paged_attention": lambda q, kv, qsl, lens, bt, scale, window, max_q, max_s: attn.paged_attention(
+                q, kv, qsl, lens, bt, scale, window, max_q, table=table, max_seq_len=max_s),
+            "write_kv_cache": partial(attn.write_kv_cache, table=table),
+            "rms_norm": partial(fused.rms_norm, table=table),
+            "add_rms_norm": partial(fused.add_rms_norm, table=table),
+            "swiglu": partial(fused.swiglu, table=table),
+        }
+    resolved.update(native or {})
+    impls = resolved
+
+
+configure(None)  # the reference until a worker chooses
