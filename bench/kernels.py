@@ -11,6 +11,7 @@ already gathered into dense tensors, so the ratio favours SDPA).
 """
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -75,6 +76,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--peak-gbps", type=float, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU under TRITON_INTERPRET=1")
+    parser.add_argument("--table", default="", help="launch-table overrides, e.g. prefill_block_m=64,max_kv_splits=16")
+    parser.add_argument("--only", choices=("attention", "other"), default=None)
     args = parser.parse_args()
     if args.smoke:
         DEV = "cpu"
@@ -89,6 +92,9 @@ def main() -> int:
     from vllm_npu_graph.kernels.launch import GPU_TABLE, INTERPRETER_TABLE
 
     table = INTERPRETER_TABLE if args.smoke else GPU_TABLE
+    overrides = dict(kv.split("=") for kv in args.table.split(",") if kv)
+    table = dataclasses.replace(table, **{k: int(v) for k, v in overrides.items()})
+    print(f"launch table: {table}")
     peak = args.peak_gbps or measure_copy_gbps()
     name = "CPU (interpreter smoke run)" if args.smoke else torch.cuda.get_device_name(0)
     print(f"device: {name}; torch {torch.__version__}; bandwidth reference: {peak:.0f} GB/s "
@@ -106,7 +112,7 @@ def main() -> int:
     if args.smoke:
         attention_shapes = [(2, 80, 1, 4, 2, 32, 16, None), (1, 300, 1, 4, 1, 32, 16, None),
                             (2, 40, 24, 4, 2, 32, 16, None), (1, 64, 32, 4, 2, 32, 16, 20)]
-    for dtype in dtypes:
+    for dtype in dtypes if args.only in (None, "attention") else ():
         for batch, seq_len, qlen, hq, hkv, d, block, window in attention_shapes:
             q, kv, qsl, lens, bt = paged_batch(batch, seq_len, qlen, hq, hkv, d, block, dtype)
             scale = d ** -0.5
@@ -124,7 +130,7 @@ def main() -> int:
             rows.append((f"{kind} attention", shape, ms, moved / ms / 1e6 / peak, sdpa and sdpa / ms))
 
     t, hkv, d, hidden, inter, hq = (64, 2, 32, 96, 80, 4) if args.smoke else (4096, 8, 128, 4096, 11008, 32)
-    for dtype in dtypes:
+    for dtype in dtypes if args.only in (None, "other") else ():
         tag = str(dtype)[6:]
         key, val = (torch.randn(t, hkv, d, dtype=dtype, device=DEV) for _ in range(2))
         kv = torch.zeros(t // 16 + 1, 16, hkv, 2 * d, dtype=dtype, device=DEV).transpose(1, 2)

@@ -220,7 +220,7 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
               kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), block_table.stride(0))
     if max_query_len == 1:
         tasks = num_seqs * num_kv_heads
-        cap = table.cube_programs or 64
+        cap = table.cube_programs or table.fill_programs
         splits = 1
         if max_seq_len is not None and tasks < cap and max_seq_len > 4 * block:
             splits = min(table.max_kv_splits, triton.cdiv(cap, tasks), triton.cdiv(max_seq_len, block))
