@@ -89,9 +89,42 @@ def install(calls: list) -> None:
         return gm
 
     npu.npugraph_ex = types.SimpleNamespace(compile_fx=compile_fx)
+    _register_hccl(calls)
     torch.npu = npu
     sys.modules["torch.npu"] = npu
     try:
         torch.utils.rename_privateuse1_backend("npu")
     except RuntimeError:
-        pass  # already renamed in this process
+        return  # already installed in this process
+
+    class Hooks(torch._C._acc.PrivateUse1Hooks):
+        """What torch_npu registers in C++: the accelerator behind PrivateUse1 exists."""
+
+        def is_available(self):
+            return NUM_DEVICES > 0
+
+        def has_primary_context(self, device_index):
+            return True
+
+        def is_built(self):
+            return True
+
+    torch._C._acc.register_python_privateuseone_hook(Hooks())
+
+
+def _register_hccl(calls: list) -> None:
+    """The "hccl" process-group backend, registered as the wheel's
+    torch_npu/_init/registry/distributed.py does (extended API: the creator gets the
+    backend options). The fake's groups carry CPU tensors over gloo, so it also
+    serves the "cpu" device."""
+    import torch.distributed as dist
+
+    if "hccl" in dist.Backend.backend_list:
+        return
+
+    def create(opts, pg_options):
+        calls.append(("ProcessGroupHCCL", {"group_rank": opts.group_rank, "group_size": opts.group_size,
+                                           "global_ranks": list(opts.global_ranks_in_group)}))
+        return dist.ProcessGroupGloo(opts.store, opts.group_rank, opts.group_size, opts.timeout)
+
+    dist.Backend.register_backend("hccl", create, extended_api=True, devices=["npu", "cpu"])

@@ -97,6 +97,23 @@ def test_fused_ops_dispatch_to_torch_npu(fake_npu):
         kernel_choice.configure(None)
 
 
+def test_worker_init_hccl_groups_and_collectives_on_two_ranks():
+    """Our worker's device init, HCCL group creation, TP collectives, triton-ascend
+    launch table and KV memory accounting, one process per rank (see the script)."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = FAKES / "hccl_worker_check.py"
+    ranks = [subprocess.Popen([sys.executable, str(script), str(rank), "2", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    outputs = [proc.communicate(timeout=300)[0] for proc in ranks]
+    for rank, (proc, out) in enumerate(zip(ranks, outputs)):
+        assert proc.returncode == 0 and f"rank {rank}: ok" in out, out[-3000:]
+
+
 def test_stream_exhaustion_is_explained(fake_npu):
     _, target = fake_npu
     message = target.explain_capture_error(RuntimeError("ACL error 207008: stream resources exhausted"))

@@ -13,10 +13,11 @@ from vllm_npu_graph.kernels.launch import LaunchTable
 # op name -> callable. paged_attention takes (query, kv_cache, query_start_loc,
 # seq_lens, block_table, scale, window, max_query_len, max_seq_len).
 impls: dict[str, Callable] = {}
+launch_table: LaunchTable | None = None  # the Triton launch table in use, if any
 
 
 def configure(table: LaunchTable | None, native: dict[str, Callable] | None = None) -> None:
-    global impls
+    global impls, launch_table
     if table is None:
         from vllm_npu_graph.kernels import attention_reference as attn
         from vllm_npu_graph.kernels import fused_reference as fused
@@ -42,7 +43,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "swiglu": partial(fused.swiglu, table=table),
         }
     resolved.update(native or {})
-    impls = resolved
+    impls, launch_table = resolved, table
 
 
 configure(None)  # the reference until a worker chooses

@@ -29,7 +29,10 @@ class Target(ABC):
     dispatch_key: str
     dist_backend: str
     device_control_env_var: str
-    communicator_cls: str  # qualname of the vLLM DeviceCommunicator for this target
+    # vLLM's device communicator: all-reduce, all-gather and reduce-scatter as
+    # torch.distributed collectives on the device group, which HCCL serves on the NPU
+    # and gloo on the host (tests/fakes/hccl_worker_check.py, test_tensor_parallel.py).
+    communicator_cls = "vllm.distributed.device_communicators.base_device_communicator.DeviceCommunicatorBase"
     pin_memory: bool
 
     @abstractmethod

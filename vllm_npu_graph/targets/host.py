@@ -35,7 +35,6 @@ class HostTarget(Target):
     dispatch_key = "CPU"
     dist_backend = "gloo"
     device_control_env_var = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
-    communicator_cls = "vllm_npu_graph.distributed.communicator.HostCommunicator"
     pin_memory = False
     default_kernels = "reference"
 

@@ -50,7 +50,6 @@ class NPUTarget(Target):
     dispatch_key = "PrivateUse1"
     dist_backend = "hccl"
     device_control_env_var = "ASCEND_RT_VISIBLE_DEVICES"
-    communicator_cls = "vllm.distributed.device_communicators.base_device_communicator.DeviceCommunicatorBase"
     pin_memory = True
     max_graph_sizes = 16
 

@@ -20,13 +20,23 @@ GiB = 1 << 30
 
 class NPUGraphWorker(Worker):
     def init_device(self) -> None:
+        from vllm.platforms import current_platform
+
+        current_platform.check_if_supports_dtype(self.model_config.dtype)
+        self._init_device_and_groups()
+        set_random_seed(self.model_config.seed)
+        self._select_kernels()
+        self._init_workspace_and_model_runner()
+
+    def _init_device_and_groups(self) -> None:
+        """Bind this rank to its device, then create the distributed groups with the
+        target's process-group backend."""
+        from vllm.platforms import current_platform
+
         self.target = get_target()
         self.target.activate()
         self.device = self.target.device(self.local_rank)
         self.target.set_device(self.device)
-        from vllm.platforms import current_platform
-
-        current_platform.check_if_supports_dtype(self.model_config.dtype)
         init_worker_distributed_environment(
             self.vllm_config,
             self.rank,
@@ -34,9 +44,6 @@ class NPUGraphWorker(Worker):
             self.local_rank,
             current_platform.dist_backend,
         )
-        set_random_seed(self.model_config.seed)
-        self._select_kernels()
-        self._init_workspace_and_model_runner()
 
     def _select_kernels(self) -> None:
         from vllm_npu_graph.ops import kernel_choice
