@@ -4,7 +4,6 @@ import pytest
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 
-
 def engine_config(model, **kwargs):
     from vllm.engine.arg_utils import EngineArgs
 

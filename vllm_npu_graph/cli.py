@@ -120,8 +120,8 @@ def stop_process(proc: subprocess.Popen, grace_s: float = 60) -> None:
 def cmd_info(args: list[str]) -> int:
     from importlib.metadata import version
 
-    from vllm_npu_graph.models import cache_dir, default_model_dir
     from vllm_npu_graph.config import SUPPORTED_ARCHITECTURES
+    from vllm_npu_graph.models import cache_dir, default_model_dir
     from vllm_npu_graph.targets import npu
 
     missing = npu.missing_requirement()

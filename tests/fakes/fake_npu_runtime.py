@@ -4,9 +4,8 @@ bound against the signatures in the wheel's torch_npu/npu/graphs.py."""
 import sys
 import types
 
-import torch
-
 import contract
+import torch
 
 NUM_DEVICES = 1
 TOTAL_MEMORY = 64 << 30
