@@ -104,9 +104,12 @@ class NPUGraphWorker(Worker):
         """Capture the graphs (KV cache exists now), then warm the sampler at the
         largest batch. vLLM's GPU version also runs CUDA-only kernel warm-ups."""
         runner = self.model_runner
-        if not self.model_config.enforce_eager:
-            runner.capture_model()
         max_reqs = min(self.scheduler_config.max_num_seqs, self.scheduler_config.max_num_batched_tokens)
+        if not self.model_config.enforce_eager:
+            # The first forward traces the graph: on one token, Dynamo would specialise
+            # it to one token (then every larger batch fails), so compile on two or more.
+            runner._dummy_run(num_tokens=max(2, max_reqs), skip_eplb=True)
+            runner.capture_model()
         _, last_hidden = runner._dummy_run(num_tokens=max_reqs, skip_eplb=True)
         runner._dummy_sampler_run(hidden_states=last_hidden)
         set_random_seed(self.model_config.seed)
