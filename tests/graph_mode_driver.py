@@ -12,6 +12,8 @@ import tempfile
 
 from conftest import PROMPTS, make_llm, shutdown_llm
 
+from vllm_npu_graph.passes import PASS_NAMES
+
 MODES = {
     "graph": dict(compilation_config={"cudagraph_mode": "FULL", "cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
     "eager": dict(enforce_eager=True),
@@ -19,7 +21,7 @@ MODES = {
     # One captured size: larger batches run the compiled graph eagerly (and a graph first
     # traced at one token must not be specialised to it).
     "passes": dict(compilation_config={"cudagraph_capture_sizes": [1]},
-                   additional_config={"npu_graph": {"passes": {"rms_norm": True, "add_rms_norm": True, "swiglu": True}}}),
+                   additional_config={"npu_graph": {"passes": dict.fromkeys(PASS_NAMES, True)}}),
 }
 
 if __name__ == "__main__":

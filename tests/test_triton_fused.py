@@ -57,3 +57,28 @@ def test_qkv_split_norm_rope(dtype, hq, hkv, d, rot, qk_norm):
     want = ref.qkv_rope(qkv, positions, cache, hq, hkv, d, qw, kw, 1e-6)
     for a, b in zip(got, want):
         close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_qkv_rope_with_kv_cache_write(dtype):
+    """The folded form: rotated keys and values also land in their cache slots (padding
+    slot -1 and tokens past the slot mapping write nothing)."""
+    g = torch.Generator().manual_seed(4)
+    t, hq, hkv, d, block = 7, 4, 2, 32, 16
+    qkv = torch.randn(t, (hq + 2 * hkv) * d, generator=g).to(dtype)
+    positions = torch.tensor([0, 1, 2, 40, 41, 3, 0])
+    freqs = torch.outer(torch.arange(64).float(), 1.0 / (10000 ** (torch.arange(0, d, 2).float() / d)))
+    cache = torch.cat([freqs.cos(), freqs.sin()], dim=-1).to(dtype)
+    slots = torch.tensor([0, 1, 2, 40, 41, -1])  # token 6 is beyond the mapping
+    kv = torch.randn(4, block, hkv, 2 * d, generator=g).to(dtype).transpose(1, 2)
+    kv_ref, before = kv.clone(), kv.clone()
+    got = tri.qkv_rope(qkv, positions, cache, hq, hkv, d, None, None, 1e-6, kv, slots, table=CAPPED)
+    want = ref.qkv_rope(qkv, positions, cache, hq, hkv, d, None, None, 1e-6, kv_ref, slots)
+    for a, b in zip(got, want):
+        close(a, b, dtype)
+    close(kv, kv_ref, dtype)
+    close(kv[2, :, 8, :d], want[1][3], dtype)  # token 3's rotated key at slot 40 (block 2, offset 8)
+    close(kv[2, :, 8, d:], want[2][3], dtype)
+    written = torch.zeros(4, block, dtype=torch.bool)
+    written.view(-1)[slots[slots >= 0]] = True
+    assert torch.equal(kv.transpose(1, 2)[~written], before.transpose(1, 2)[~written])  # nothing else

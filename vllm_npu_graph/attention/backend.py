@@ -111,6 +111,10 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
     ) -> torch.Tensor:
         if output_scale is not None or output_block_scale is not None:
             raise NotImplementedError("fused output quantization is not supported by vllm-npu-graph.")
+        return self.attend(query, kv_cache, attn_metadata, output)
+
+    def attend(self, query, kv_cache, attn_metadata: NPUGraphAttentionMetadata | None, output) -> torch.Tensor:
+        """output[:n] = attention of the n real tokens' queries; padding rows zero."""
         if attn_metadata is None:  # profiling run: no KV cache yet
             return output.fill_(0)
         n = attn_metadata.num_actual_tokens

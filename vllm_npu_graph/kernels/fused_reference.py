@@ -47,9 +47,12 @@ def qkv_rope(
     q_norm_weight: torch.Tensor | None = None,
     k_norm_weight: torch.Tensor | None = None,
     eps: float = 1e-6,
+    kv_cache: torch.Tensor | None = None,
+    slot_mapping: torch.Tensor | None = None,
 ):
     """Split a fused QKV projection [T, (Hq + 2 Hkv) * D] into q, k, v ([T, H, D]),
-    apply per-head RMSNorm to q and k when weights are given (Qwen3), then RoPE."""
+    apply per-head RMSNorm to q and k when weights are given (Qwen3), then RoPE; with a
+    KV cache, also store the rotated keys and the values at their slots."""
     t = qkv.shape[0]
     q, k, v = qkv.split([num_heads * head_size, num_kv_heads * head_size, num_kv_heads * head_size], dim=-1)
     q = q.reshape(t, num_heads, head_size)
@@ -58,4 +61,10 @@ def qkv_rope(
         q = rms_norm(q, q_norm_weight, eps)
     if k_norm_weight is not None:
         k = rms_norm(k, k_norm_weight, eps)
-    return rope_neox(q, positions, cos_sin_cache), rope_neox(k, positions, cos_sin_cache), v.reshape(t, num_kv_heads, head_size)
+    v = v.reshape(t, num_kv_heads, head_size).clone()  # an op output must not alias its input
+    q, k = rope_neox(q, positions, cos_sin_cache), rope_neox(k, positions, cos_sin_cache)
+    if kv_cache is not None:
+        from vllm_npu_graph.kernels.attention_reference import write_kv_cache
+
+        write_kv_cache(k, v, kv_cache, slot_mapping)
+    return q, k, v

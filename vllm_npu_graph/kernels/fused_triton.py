@@ -68,11 +68,13 @@ def swiglu(x, *, table: LaunchTable):
 
 
 @triton.jit
-def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, v_ptr,
-                     tokens, s_t, s_cache, s_q, s_k, s_v, eps,
+def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, v_ptr, kv_ptr, slot_ptr,
+                     tokens, num_slots, s_t, s_cache, s_q, s_k, s_v, s_cb, s_ch, s_cn, eps,
                      HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr,
-                     ROT: tl.constexpr, HAS_Q_NORM: tl.constexpr, HAS_K_NORM: tl.constexpr):
-    """One task per (token, head) over q, k and v heads: split, per-head norm, RoPE."""
+                     ROT: tl.constexpr, HAS_Q_NORM: tl.constexpr, HAS_K_NORM: tl.constexpr,
+                     WRITE_KV: tl.constexpr, BLOCK: tl.constexpr):
+    """One task per (token, head) over q, k and v heads: split, per-head norm, RoPE;
+    with WRITE_KV, k and v heads also go to their KV-cache slot (-1 = padding)."""
     d = tl.arange(0, D_PAD)
     in_head = d < D
     half = ROT // 2
@@ -85,8 +87,15 @@ def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, 
         h = task % heads
         src = qkv_ptr + t * s_t + h * D
         x = tl.load(src + d, mask=in_head, other=0.0).to(tl.float32)
+        slot = -1
+        if WRITE_KV:
+            if t < num_slots:
+                slot = tl.load(slot_ptr + t).to(tl.int64)
+        dst = kv_ptr + (slot // BLOCK) * s_cb + (slot % BLOCK) * s_cn + ((h - HQ) % HKV) * s_ch + d
         if h >= HQ + HKV:  # value head: plain copy
             tl.store(v_ptr + t * s_v + (h - HQ - HKV) * D + d, x.to(v_ptr.dtype.element_ty), mask=in_head)
+            if slot >= 0:
+                tl.store(dst + D, x.to(kv_ptr.dtype.element_ty), mask=in_head)
         else:
             is_q = h < HQ
             xp = tl.load(src + partner, mask=rotated, other=0.0).to(tl.float32)
@@ -118,19 +127,26 @@ def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, 
                 tl.store(q_ptr + t * s_q + h * D + d, y.to(q_ptr.dtype.element_ty), mask=in_head)
             else:
                 tl.store(k_ptr + t * s_k + (h - HQ) * D + d, y.to(k_ptr.dtype.element_ty), mask=in_head)
+                if slot >= 0:
+                    tl.store(dst, y.to(kv_ptr.dtype.element_ty), mask=in_head)
 
 
 def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight=None,
-             k_norm_weight=None, eps=1e-6, *, table: LaunchTable):
+             k_norm_weight=None, eps=1e-6, kv_cache=None, slot_mapping=None, *, table: LaunchTable):
     t = qkv.shape[0]
     q = torch.empty(t, num_heads, head_size, dtype=qkv.dtype, device=qkv.device)
     k = torch.empty(t, num_kv_heads, head_size, dtype=qkv.dtype, device=qkv.device)
     v = torch.empty(t, num_kv_heads, head_size, dtype=qkv.dtype, device=qkv.device)
+    write = kv_cache is not None
+    cache_strides = kv_cache.stride()[:3] if write else (0, 0, 0)
     _qkv_rope_kernel[table.grid(t * (num_heads + 2 * num_kv_heads), uses_dot=False)](
         qkv, positions, cos_sin_cache,
         q_norm_weight if q_norm_weight is not None else qkv, k_norm_weight if k_norm_weight is not None else qkv,
-        q, k, v, t, qkv.stride(0), cos_sin_cache.stride(0), q.stride(0), k.stride(0), v.stride(0), eps,
+        q, k, v, kv_cache if write else qkv, slot_mapping if write else positions,
+        t, slot_mapping.shape[0] if write else 0,
+        qkv.stride(0), cos_sin_cache.stride(0), q.stride(0), k.stride(0), v.stride(0), *cache_strides, eps,
         HQ=num_heads, HKV=num_kv_heads, D=head_size, D_PAD=triton.next_power_of_2(head_size),
         ROT=cos_sin_cache.shape[-1], HAS_Q_NORM=q_norm_weight is not None, HAS_K_NORM=k_norm_weight is not None,
+        WRITE_KV=write, BLOCK=kv_cache.shape[2] if write else 1,
     )
     return q, k, v

@@ -2,7 +2,8 @@
 
 Each has a schema, a fake impl, the torch reference, the portable Triton kernel and,
 where the device library has one, a native impl (NPU: torch_npu.npu_rms_norm,
-npu_add_rms_norm, npu_swiglu), chosen per process in `kernel_choice`.
+npu_add_rms_norm, npu_swiglu; QKV split + QK-norm + RoPE has no single torch_npu op, so
+it runs our Triton kernel there), chosen per process in `kernel_choice`.
 """
 
 import torch
@@ -38,3 +39,19 @@ def swiglu(x: torch.Tensor) -> torch.Tensor:
 @swiglu.register_fake
 def _(x):
     return x.new_empty(*x.shape[:-1], x.shape[-1] // 2)
+
+
+@torch.library.custom_op("npu_graph::qkv_rope", mutates_args=())
+def qkv_rope(
+    qkv: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor, num_heads: int, num_kv_heads: int,
+    head_size: int, q_norm_weight: torch.Tensor | None, k_norm_weight: torch.Tensor | None, eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return kernel_choice.impls["qkv_rope"](qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size,
+                                           q_norm_weight, k_norm_weight, eps)
+
+
+@qkv_rope.register_fake
+def _(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight, k_norm_weight, eps):
+    t = qkv.shape[0]
+    return (qkv.new_empty(t, num_heads, head_size), qkv.new_empty(t, num_kv_heads, head_size),
+            qkv.new_empty(t, num_kv_heads, head_size))

@@ -29,6 +29,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "rms_norm": fused.rms_norm,
             "add_rms_norm": fused.add_rms_norm,
             "swiglu": fused.swiglu,
+            "qkv_rope": fused.qkv_rope,
         }
     else:
         from vllm_npu_graph.kernels import attention_triton as attn
@@ -41,6 +42,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "rms_norm": partial(fused.rms_norm, table=table),
             "add_rms_norm": partial(fused.add_rms_norm, table=table),
             "swiglu": partial(fused.swiglu, table=table),
+            "qkv_rope": partial(fused.qkv_rope, table=table),
         }
     resolved.update(native or {})
     impls, launch_table = resolved, table

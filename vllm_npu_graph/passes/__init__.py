@@ -2,9 +2,9 @@
 (whether it matches vLLM's IR ops, which vLLM then keeps as ops in the graph) and
 run(graph) -> number of rewrites."""
 
-from vllm_npu_graph.passes import add_rms_norm, rms_norm, swiglu
+from vllm_npu_graph.passes import add_rms_norm, attention, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
 
-PASSES = (rms_norm, add_rms_norm, swiglu)
+PASSES = (noop, rms_norm, add_rms_norm, swiglu, qkv_rope, rope_kv_write, attention)
 PASS_NAMES = tuple(p.NAME for p in PASSES)
 
 
