@@ -7,7 +7,7 @@ import torch.fx as fx
 from torch._inductor.decomposition import select_decomp_table
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from vllm_npu_graph.passes import noop, qkv_rope, rms_norm, swiglu
+from vllm_npu_graph.passes import attention, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
@@ -156,3 +156,68 @@ def test_qkv_rope_leaves_look_alikes(case):
     fn = attention_inputs(4, 2, 32, True, rot=rot, k_positions=case == "k_positions", leak_norm=case == "leak_norm")
     gm = aten_graph(fn, *args)
     assert rewrite_and_compare(gm, qkv_rope.run, args, torch.float32) == 0
+
+
+def _graph_with(build):
+    """A hand-built FX graph (these passes rewrite vLLM ops that need a live engine to
+    run; their numerics are covered end to end in test_passes_engine.py)."""
+    import vllm.model_executor.layers.attention.attention  # noqa: F401
+
+    from vllm_npu_graph.ops import attention, fused  # noqa: F401
+
+    graph = fx.Graph()
+
+    def placeholder(name, val):
+        node = graph.placeholder(name)
+        node.meta["val"] = val
+        return node
+
+    build(graph, placeholder)
+    return graph
+
+
+def _targets(graph):
+    return [n.target for n in graph.nodes if n.op == "call_function"]
+
+
+@pytest.mark.parametrize("same_rope", [True, False])
+def test_rope_kv_write_folds_the_cache_update_of_its_own_keys(same_rope):
+    import operator
+
+    def build(g, placeholder):
+        qkv, pos, cache, layer = (placeholder(n, v) for n, v in
+                                  [("qkv", torch.empty(3, 128)), ("pos", torch.zeros(3)), ("cache", torch.empty(8, 32)), ("layer", None)])
+        ropes = [g.call_function(torch.ops.npu_graph.qkv_rope.default, (qkv, pos, cache, 2, 1, 32, None, None, 1e-6))
+                 for _ in range(2)]
+        q, k, v = (g.call_function(operator.getitem, (ropes[0], i)) for i in range(3))
+        other_v = g.call_function(operator.getitem, (ropes[1], 2))
+        dep = g.call_function(torch.ops.vllm.unified_kv_cache_update.default, (k, v if same_rope else other_v, layer))
+        g.output((q, dep, g.call_function(operator.getitem, (ropes[1], 0))))
+
+    graph = _graph_with(build)
+    assert rope_kv_write.run(graph) == (1 if same_rope else 0)
+    targets = _targets(graph)
+    assert (torch.ops.npu_graph.qkv_rope_kv_write.default in targets) == same_rope
+    assert (torch.ops.vllm.unified_kv_cache_update.default in targets) != same_rope
+
+
+@pytest.mark.parametrize("case", ["plain", "output_scale", "buffer_read"])
+def test_attention_lowers_unified_attention_with_output(case):
+    import operator
+
+    def build(g, placeholder):
+        q, k, v, dep, scale, layer = (placeholder(n, val) for n, val in [
+            ("q", torch.empty(3, 4, 32)), ("k", torch.empty(3, 2, 32)), ("v", torch.empty(3, 2, 32)),
+            ("dep", torch.empty(0)), ("scale", torch.ones(())), ("layer", None)])
+        buffer = g.call_function(torch.ops.aten.empty.memory_format, ([3, 128],), {"dtype": torch.float32})
+        buffer.meta["val"] = torch.empty(3, 128)
+        node = g.call_function(torch.ops.higher_order.auto_functionalized_v2, (torch.ops.vllm.unified_attention_with_output.default,), {
+            "query": q, "key": k, "value": v, "layer_name": layer, "output_scale": scale if case == "output_scale" else None,
+            "output_block_scale": None, "kv_cache_dummy_dep": dep, "_output_base_index": 0, "_all_bases": [buffer]})
+        out = g.call_function(operator.getitem, (node, 1))
+        g.output((out, buffer) if case == "buffer_read" else (out,))
+
+    graph = _graph_with(build)
+    lowered = case == "plain"
+    assert attention.run(graph) == int(lowered)
+    assert (torch.ops.npu_graph.attention.default in _targets(graph)) == lowered

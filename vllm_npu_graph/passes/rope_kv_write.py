@@ -26,7 +26,7 @@ def _item_of(node, index):
 def run(graph: fx.Graph) -> int:
     import vllm.model_executor.layers.attention.attention  # noqa: F401  (registers torch.ops.vllm)
 
-    from vllm_npu_graph.ops import attention  # noqa: F401
+    from vllm_npu_graph.ops import attention, fused  # noqa: F401
 
     count = 0
     for update in list(graph.nodes):
