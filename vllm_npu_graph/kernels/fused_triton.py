@@ -87,10 +87,9 @@ def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, 
         h = task % heads
         src = qkv_ptr + t * s_t + h * D
         x = tl.load(src + d, mask=in_head, other=0.0).to(tl.float32)
-        slot = -1
+        slot = tl.full([], -1, tl.int64)
         if WRITE_KV:
-            if t < num_slots:
-                slot = tl.load(slot_ptr + t).to(tl.int64)
+            slot = tl.load(slot_ptr + t, mask=t < num_slots, other=-1).to(tl.int64)
         dst = kv_ptr + (slot // BLOCK) * s_cb + (slot % BLOCK) * s_cn + ((h - HQ) % HKV) * s_ch + d
         if h >= HQ + HKV:  # value head: plain copy
             tl.store(v_ptr + t * s_v + (h - HQ - HKV) * D + d, x.to(v_ptr.dtype.element_ty), mask=in_head)
