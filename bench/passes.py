@@ -2,7 +2,9 @@
 all passes on, none, and each one off, measured in this one run (graph mode, cold
 compile caches). Prints decode tokens/s and TPOT at batch 1 and 16.
 
-    VLLM_NPU_GRAPH_TARGET=host .venv/bin/python bench/passes.py
+    VLLM_NPU_GRAPH_TARGET=host .venv/bin/python bench/passes.py [--alone attention,...]
+
+--alone NAMES runs no passes, all passes and each named pass alone instead.
 """
 
 import sys
@@ -13,21 +15,29 @@ from decode_graph_vs_eager import BATCHES, NEW_TOKENS, measure  # also points ca
 from vllm_npu_graph.passes import PASS_NAMES
 
 
-def configs():
+def configs(alone: list[str]):
     yield "all passes", dict.fromkeys(PASS_NAMES, True)
     yield "no passes", dict.fromkeys(PASS_NAMES, False)
-    for name in PASS_NAMES:
+    for name in alone:
+        yield f"only {name}", {n: n == name for n in PASS_NAMES}
+    for name in PASS_NAMES if not alone else ():
         yield f"all but {name}", {n: n != name for n in PASS_NAMES}
 
 
 def main() -> int:
+    import argparse
+
     from vllm import LLM
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--alone", default="", help="comma-separated pass names to measure alone")
+    alone = [n for n in parser.parse_args().alone.split(",") if n]
 
     from vllm_npu_graph.models import build_default_model
 
     model = str(build_default_model())
     rows = []
-    for label, switches in configs():
+    for label, switches in configs(alone):
         start = time.perf_counter()
         llm = LLM(model=model, dtype="float32", max_model_len=1024, max_num_seqs=16, seed=0,
                   kv_cache_memory_bytes=512 << 20, compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]},

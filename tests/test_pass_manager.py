@@ -32,3 +32,15 @@ def test_passes_run_in_order_with_counts_and_dumps(tmp_path):
     before, after = sorted(tmp_path.iterdir())[1], sorted(tmp_path.iterdir())[0]
     assert "target=torch.relu" in before.read_text()
     assert "target=torch.relu" not in after.read_text() and "target=torch.abs" in after.read_text()
+
+
+def test_default_passes_per_target_and_switches():
+    from vllm_npu_graph.passes import PASS_NAMES, enabled_passes
+
+    def names(target, switches):
+        return [p.NAME for p in enabled_passes(target, switches)]
+
+    assert names("npu", {}) == [n for n in PASS_NAMES if n != "rope_kv_write"]
+    assert names("host", {}) == []
+    assert names("host", {"qkv_rope": True, "rope_kv_write": True}) == ["qkv_rope", "rope_kv_write"]
+    assert names("npu", {"swiglu": False, "rope_kv_write": True}) == [n for n in PASS_NAMES if n != "swiglu"]

@@ -81,6 +81,15 @@ def main() -> None:
     blocks = torch.tensor([[1, 2, 3], [4, 0, 0], [5, 6, 0]])
     got = kernel_choice.impls["paged_attention"](q, kv, qsl, lens, blocks, 0.125, None, 1, 300)
     torch.testing.assert_close(got, attention_reference.paged_attention(q, kv, qsl, lens, blocks, 0.125))
+    from vllm_npu_graph.kernels import fused_reference
+
+    qkv, pos = torch.randn(3, (8 + 2 * 2) * 64, generator=g), torch.tensor([299, 4, 128])
+    cos_sin = torch.randn(300, 64, generator=g)
+    kv_ref = kv.clone()
+    got = kernel_choice.impls["qkv_rope"](qkv, pos, cos_sin, 8, 2, 64, None, None, 1e-6, kv, pos.int())
+    want = fused_reference.qkv_rope(qkv, pos, cos_sin, 8, 2, 64, None, None, 1e-6, kv_ref, pos.int())
+    for a, b in zip((*got, kv), (*want, kv_ref)):
+        torch.testing.assert_close(a, b)
 
     # KV-cache memory accounting against the device's free memory.
     worker.cache_config.kv_cache_memory_bytes = 2 * GiB

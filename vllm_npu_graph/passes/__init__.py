@@ -1,6 +1,13 @@
 """Our fusion passes, in the order they run. Each module has NAME, NEEDS_IR_WRAP
-(whether it matches vLLM's IR ops, which vLLM then keeps as ops in the graph) and
-run(graph) -> number of rewrites."""
+(whether it matches vLLM's IR ops, which vLLM then keeps as ops in the graph),
+DEFAULT_ON (the targets where it runs unless switched off) and run(graph) -> number of
+rewrites.
+
+Defaults: on the NPU every pass but rope_kv_write (the fused torch_npu / Triton ops are
+the point there; the folded RoPE+KV-write kernel measured slower than the two separate
+kernels on an H100 and has not been measured on an NPU). On the host none: measured
+with bench/passes.py, every pass alone or together decodes slower than Inductor's own
+fusion of the plain graph (the opaque ops stop it)."""
 
 from vllm_npu_graph.passes import add_rms_norm, attention, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
 
@@ -9,8 +16,5 @@ PASS_NAMES = tuple(p.NAME for p in PASSES)
 
 
 def enabled_passes(target_name: str, switches: dict[str, bool]):
-    """Passes on for this target: on by default on the NPU (the fused device ops are
-    the point), off by default on the host (measured slower there: the opaque fused ops
-    stop Inductor's own fusion), each switchable by name."""
-    default = target_name == "npu"
-    return [p for p in PASSES if switches.get(p.NAME, default)]
+    """The passes that run on this target: its defaults, overridden by name."""
+    return [p for p in PASSES if switches.get(p.NAME, target_name in p.DEFAULT_ON)]

@@ -14,6 +14,7 @@ from vllm_npu_graph.passes._match import is_call, replace_node
 
 NAME = "add_rms_norm"
 NEEDS_IR_WRAP = True
+DEFAULT_ON = ("npu",)
 
 
 def run(graph: fx.Graph) -> int:

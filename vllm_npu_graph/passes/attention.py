@@ -15,6 +15,7 @@ from vllm_npu_graph.passes._match import aten, is_call, replace_node
 
 NAME = "attention"
 NEEDS_IR_WRAP = False
+DEFAULT_ON = ("npu",)
 
 
 def run(graph: fx.Graph) -> int:

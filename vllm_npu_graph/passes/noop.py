@@ -13,6 +13,7 @@ from vllm_npu_graph.passes._match import aten, is_call
 
 NAME = "noop"
 NEEDS_IR_WRAP = False
+DEFAULT_ON = ("npu",)
 
 # Clones are not listed: after Inductor's re-inplacing a clone can protect its input.
 _SAME_SHAPE = (aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default,

@@ -17,6 +17,7 @@ from vllm_npu_graph.passes._match import aten, is_call, replace_node
 
 NAME = "qkv_rope"
 NEEDS_IR_WRAP = False
+DEFAULT_ON = ("npu",)
 
 
 def _last_dim(node, dim) -> bool:

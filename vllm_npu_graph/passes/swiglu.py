@@ -12,6 +12,7 @@ from vllm_npu_graph.passes._match import aten, is_call, replace_node, strip_conv
 
 NAME = "swiglu"
 NEEDS_IR_WRAP = False
+DEFAULT_ON = ("npu",)
 
 
 def _silu_input(node):
