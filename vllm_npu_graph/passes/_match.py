@@ -10,6 +10,11 @@ def is_call(node, *targets) -> bool:
     return isinstance(node, fx.Node) and node.op == "call_function" and node.target in targets
 
 
+def functionalized_calls(graph, op) -> list:
+    """The auto_functionalized_v2 nodes that call the in-place op `op`."""
+    return [n for n in graph.nodes if is_call(n, torch.ops.higher_order.auto_functionalized_v2) and n.args[0] is op]
+
+
 def strip_converts(node):
     """The value under any prims.convert_element_type casts (dtype-insensitive matching)."""
     while is_call(node, torch.ops.prims.convert_element_type.default):

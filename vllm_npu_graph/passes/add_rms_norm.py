@@ -10,7 +10,7 @@ import operator
 import torch
 import torch.fx as fx
 
-from vllm_npu_graph.passes._match import is_call, replace_node
+from vllm_npu_graph.passes._match import functionalized_calls, is_call, replace_node
 
 NAME = "add_rms_norm"
 NEEDS_IR_WRAP = True
@@ -22,11 +22,8 @@ def run(graph: fx.Graph) -> int:
 
     from vllm_npu_graph.ops import fused  # noqa: F401
 
-    op = torch.ops.vllm_ir.fused_add_rms_norm.maybe_inplace
     count = 0
-    for node in list(graph.nodes):
-        if not is_call(node, torch.ops.higher_order.auto_functionalized_v2) or node.args[0] is not op:
-            continue
+    for node in functionalized_calls(graph, torch.ops.vllm_ir.fused_add_rms_norm.maybe_inplace):
         kw = node.kwargs
         users = list(node.users)
         if kw.get("weight") is None or kw.get("variance_size") is not None:

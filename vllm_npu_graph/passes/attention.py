@@ -11,7 +11,7 @@ import operator
 import torch
 import torch.fx as fx
 
-from vllm_npu_graph.passes._match import aten, is_call, replace_node
+from vllm_npu_graph.passes._match import aten, functionalized_calls, is_call, replace_node
 
 NAME = "attention"
 NEEDS_IR_WRAP = False
@@ -23,11 +23,8 @@ def run(graph: fx.Graph) -> int:
 
     from vllm_npu_graph.ops import attention  # noqa: F401
 
-    op = torch.ops.vllm.unified_attention_with_output.default
     count = 0
-    for node in list(graph.nodes):
-        if not is_call(node, torch.ops.higher_order.auto_functionalized_v2) or node.args[0] is not op:
-            continue
+    for node in functionalized_calls(graph, torch.ops.vllm.unified_attention_with_output.default):
         kw = node.kwargs
         bases = kw.get("_all_bases") or []
         if len(bases) != 1 or kw.get("_output_base_index") != 0 or kw.get("kv_cache_dummy_dep") is None:
