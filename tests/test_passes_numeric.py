@@ -7,7 +7,7 @@ import torch.fx as fx
 from torch._inductor.decomposition import select_decomp_table
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from vllm_npu_graph.passes import attention, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
+from vllm_npu_graph.passes import add_rms_norm, attention, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
@@ -221,3 +221,39 @@ def test_attention_lowers_unified_attention_with_output(case):
     lowered = case == "plain"
     assert attention.run(graph) == int(lowered)
     assert (torch.ops.npu_graph.attention.default in _targets(graph)) == lowered
+
+
+def _add_rms_norm_graph(eps, read_base=False, variance_size=None) -> fx.GraphModule:
+    """vLLM's in-place fused_add_rms_norm as functionalization leaves it in the graph."""
+    import operator
+
+    import vllm.ir.ops  # noqa: F401
+
+    graph = fx.Graph()
+    x, r, w = (graph.placeholder(n) for n in ("x", "r", "w"))
+    node = graph.call_function(torch.ops.higher_order.auto_functionalized_v2,
+                               (torch.ops.vllm_ir.fused_add_rms_norm.maybe_inplace,),
+                               {"weight": w, "epsilon": eps, "variance_size": variance_size, "_x_base_index": 0,
+                                "_x_residual_base_index": 1, "_all_bases": [x, r]})
+    outs = [graph.call_function(operator.getitem, (node, i)) for i in ((0, 1, 2) if read_base else (0, 1))]
+    graph.output(tuple(outs))
+    return fx.GraphModule(torch.nn.Module(), graph)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden, eps", [(64, 1e-6), (100, 1e-5)])
+def test_add_rms_norm_rewrites_the_functionalized_in_place_op(dtype, hidden, eps):
+    g = torch.Generator().manual_seed(5)
+    args = (torch.randn(3, hidden, generator=g).to(dtype), torch.randn(3, hidden, generator=g).to(dtype),
+            (1 + 0.1 * torch.randn(hidden, generator=g)).to(dtype))
+    gm = _add_rms_norm_graph(eps)
+    assert rewrite_and_compare(gm, add_rms_norm.run, args, dtype) == 1
+    assert torch.ops.npu_graph.add_rms_norm.default in _targets(gm.graph)
+
+
+@pytest.mark.parametrize("case", ["reads_mutated_base", "partial_variance"])
+def test_add_rms_norm_leaves_look_alikes(case):
+    args = (torch.randn(3, 64), torch.randn(3, 64), torch.rand(64) + 0.5)
+    gm = _add_rms_norm_graph(1e-6, read_base=case == "reads_mutated_base",
+                             variance_size=32 if case == "partial_variance" else None)
+    assert rewrite_and_compare(gm, add_rms_norm.run, args, torch.float32) == 0
