@@ -71,63 +71,56 @@ def swiglu(x, *, table: LaunchTable):
 def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, v_ptr, kv_ptr, slot_ptr,
                      tokens, num_slots, s_t, s_cache, s_q, s_k, s_v, s_cb, s_ch, s_cn, eps,
                      HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr,
-                     ROT: tl.constexpr, HAS_Q_NORM: tl.constexpr, HAS_K_NORM: tl.constexpr,
+                     HB: tl.constexpr, ROT: tl.constexpr, HAS_Q_NORM: tl.constexpr, HAS_K_NORM: tl.constexpr,
                      WRITE_KV: tl.constexpr, BLOCK: tl.constexpr):
-    """One task per (token, head) over q, k and v heads: split, per-head norm, RoPE;
-    with WRITE_KV, k and v heads also go to their KV-cache slot (-1 = padding)."""
-    d = tl.arange(0, D_PAD)
+    """One task per (token, block of HB heads) over the q, k and v heads: split, per-head
+    norm, RoPE; with WRITE_KV, k and v heads also go to their KV-cache slot (-1 = padding)."""
+    d = tl.arange(0, D_PAD)[None, :]
     in_head = d < D
     half = ROT // 2
     # partner feature for rotate-half: d < half pairs with d + half, and back.
     partner = tl.where(d < half, d + half, d - half)
     rotated = d < ROT
+    j = tl.where(d < half, d, d - half)
     heads = HQ + 2 * HKV
-    for task in range(tl.program_id(0), tokens * heads, tl.num_programs(0)):
-        t = task // heads
-        h = task % heads
+    blocks = tl.cdiv(heads, HB)
+    if HAS_Q_NORM:
+        qw = tl.load(qw_ptr + d, mask=in_head, other=0.0).to(tl.float32)
+        qwp = tl.load(qw_ptr + partner, mask=rotated, other=0.0).to(tl.float32)
+    if HAS_K_NORM:
+        kw = tl.load(kw_ptr + d, mask=in_head, other=0.0).to(tl.float32)
+        kwp = tl.load(kw_ptr + partner, mask=rotated, other=0.0).to(tl.float32)
+    for task in range(tl.program_id(0), tokens * blocks, tl.num_programs(0)):
+        t = task // blocks
+        h = (task % blocks) * HB + tl.arange(0, HB)[:, None]
+        is_q = h < HQ
+        is_k = (h >= HQ) & (h < HQ + HKV)
+        is_v = (h >= HQ + HKV) & (h < heads)
         src = qkv_ptr + t * s_t + h * D
-        x = tl.load(src + d, mask=in_head, other=0.0).to(tl.float32)
-        slot = tl.full([], -1, tl.int64)
+        x = tl.load(src + d, mask=(h < heads) & in_head, other=0.0).to(tl.float32)
+        xp = tl.load(src + partner, mask=(h < HQ + HKV) & rotated, other=0.0).to(tl.float32)
+        if HAS_Q_NORM or HAS_K_NORM:
+            inv = 1.0 / tl.sqrt(tl.sum(x * x, 1) / D + eps)[:, None]
+            if HAS_Q_NORM:
+                # round like the unfused path, which writes the normed head in the input dtype
+                x = tl.where(is_q, (x * inv * qw).to(qkv_ptr.dtype.element_ty).to(tl.float32), x)
+                xp = tl.where(is_q, (xp * inv * qwp).to(qkv_ptr.dtype.element_ty).to(tl.float32), xp)
+            if HAS_K_NORM:
+                x = tl.where(is_k, (x * inv * kw).to(qkv_ptr.dtype.element_ty).to(tl.float32), x)
+                xp = tl.where(is_k, (xp * inv * kwp).to(qkv_ptr.dtype.element_ty).to(tl.float32), xp)
+        pos = tl.load(pos_ptr + t).to(tl.int64)
+        cos = tl.load(cache_ptr + pos * s_cache + j, mask=rotated, other=1.0).to(tl.float32)
+        sin = tl.load(cache_ptr + pos * s_cache + half + j, mask=rotated, other=0.0).to(tl.float32)
+        y = tl.where(rotated & (h < HQ + HKV), tl.where(d < half, x * cos - xp * sin, x * cos + xp * sin), x)
+        tl.store(q_ptr + t * s_q + h * D + d, y.to(q_ptr.dtype.element_ty), mask=is_q & in_head)
+        tl.store(k_ptr + t * s_k + (h - HQ) * D + d, y.to(k_ptr.dtype.element_ty), mask=is_k & in_head)
+        tl.store(v_ptr + t * s_v + (h - HQ - HKV) * D + d, y.to(v_ptr.dtype.element_ty), mask=is_v & in_head)
         if WRITE_KV:
             slot = tl.load(slot_ptr + t, mask=t < num_slots, other=-1).to(tl.int64)
-        dst = kv_ptr + (slot // BLOCK) * s_cb + (slot % BLOCK) * s_cn + ((h - HQ) % HKV) * s_ch + d
-        if h >= HQ + HKV:  # value head: plain copy
-            tl.store(v_ptr + t * s_v + (h - HQ - HKV) * D + d, x.to(v_ptr.dtype.element_ty), mask=in_head)
             if slot >= 0:
-                tl.store(dst + D, x.to(kv_ptr.dtype.element_ty), mask=in_head)
-        else:
-            is_q = h < HQ
-            xp = tl.load(src + partner, mask=rotated, other=0.0).to(tl.float32)
-            if HAS_Q_NORM or HAS_K_NORM:
-                ones = tl.zeros([D_PAD], tl.float32) + 1.0
-                if HAS_Q_NORM:
-                    qw = tl.load(qw_ptr + d, mask=in_head, other=0.0).to(tl.float32)
-                    qwp = tl.load(qw_ptr + partner, mask=rotated, other=0.0).to(tl.float32)
-                else:
-                    qw, qwp = ones, ones
-                if HAS_K_NORM:
-                    kw = tl.load(kw_ptr + d, mask=in_head, other=0.0).to(tl.float32)
-                    kwp = tl.load(kw_ptr + partner, mask=rotated, other=0.0).to(tl.float32)
-                else:
-                    kw, kwp = ones, ones
-                inv = 1.0 / tl.sqrt(tl.sum(x * x, 0) / D + eps)
-                # round like the unfused path, which writes the normed head in the input dtype
-                xn = (x * inv * tl.where(is_q, qw, kw)).to(qkv_ptr.dtype.element_ty).to(tl.float32)
-                xpn = (xp * inv * tl.where(is_q, qwp, kwp)).to(qkv_ptr.dtype.element_ty).to(tl.float32)
-                norm_here = (is_q & HAS_Q_NORM) | ((h >= HQ) & HAS_K_NORM)
-                x = tl.where(norm_here, xn, x)
-                xp = tl.where(norm_here, xpn, xp)
-            pos = tl.load(pos_ptr + t).to(tl.int64)
-            j = tl.where(d < half, d, d - half)
-            cos = tl.load(cache_ptr + pos * s_cache + j, mask=rotated, other=1.0).to(tl.float32)
-            sin = tl.load(cache_ptr + pos * s_cache + half + j, mask=rotated, other=0.0).to(tl.float32)
-            y = tl.where(rotated, tl.where(d < half, x * cos - xp * sin, x * cos + xp * sin), x)
-            if is_q:
-                tl.store(q_ptr + t * s_q + h * D + d, y.to(q_ptr.dtype.element_ty), mask=in_head)
-            else:
-                tl.store(k_ptr + t * s_k + (h - HQ) * D + d, y.to(k_ptr.dtype.element_ty), mask=in_head)
-                if slot >= 0:
-                    tl.store(dst, y.to(kv_ptr.dtype.element_ty), mask=in_head)
+                row = kv_ptr + (slot // BLOCK) * s_cb + (slot % BLOCK) * s_cn
+                tl.store(row + (h - HQ) * s_ch + d, y.to(kv_ptr.dtype.element_ty), mask=is_k & in_head)
+                tl.store(row + (h - HQ - HKV) * s_ch + D + d, y.to(kv_ptr.dtype.element_ty), mask=is_v & in_head)
 
 
 def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight=None,
@@ -138,13 +131,15 @@ def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, 
     v = torch.empty(t, num_kv_heads, head_size, dtype=qkv.dtype, device=qkv.device)
     write = kv_cache is not None
     cache_strides = kv_cache.stride()[:3] if write else (0, 0, 0)
-    _qkv_rope_kernel[table.grid(t * (num_heads + 2 * num_kv_heads), uses_dot=False)](
+    heads = num_heads + 2 * num_kv_heads
+    head_block = min(8, triton.next_power_of_2(heads))
+    _qkv_rope_kernel[table.grid(t * triton.cdiv(heads, head_block), uses_dot=False)](
         qkv, positions, cos_sin_cache,
         q_norm_weight if q_norm_weight is not None else qkv, k_norm_weight if k_norm_weight is not None else qkv,
         q, k, v, kv_cache if write else qkv, slot_mapping if write else positions,
         t, slot_mapping.shape[0] if write else 0,
         qkv.stride(0), cos_sin_cache.stride(0), q.stride(0), k.stride(0), v.stride(0), *cache_strides, eps,
-        HQ=num_heads, HKV=num_kv_heads, D=head_size, D_PAD=triton.next_power_of_2(head_size),
+        HQ=num_heads, HKV=num_kv_heads, D=head_size, D_PAD=triton.next_power_of_2(head_size), HB=head_block,
         ROT=cos_sin_cache.shape[-1], HAS_Q_NORM=q_norm_weight is not None, HAS_K_NORM=k_norm_weight is not None,
         WRITE_KV=write, BLOCK=kv_cache.shape[2] if write else 1,
     )

@@ -3,11 +3,11 @@
 DEFAULT_ON (the targets where it runs unless switched off) and run(graph) -> number of
 rewrites.
 
-Defaults: on the NPU every pass but rope_kv_write (the fused torch_npu / Triton ops are
-the point there; the folded RoPE+KV-write kernel measured slower than the two separate
-kernels on an H100 and has not been measured on an NPU). On the host none: measured
-with bench/passes.py, every pass alone or together decodes slower than Inductor's own
-fusion of the plain graph (the opaque ops stop it)."""
+Defaults: on the NPU every pass (the fused torch_npu / Triton ops are the point there;
+on an H100 the folded RoPE+KV-write kernel beat RoPE then a separate write, see
+bench/results/). On the host none: measured with bench/passes.py, every pass alone or
+together decodes slower than Inductor's own fusion of the plain graph (the opaque ops
+stop it)."""
 
 from vllm_npu_graph.passes import add_rms_norm, attention, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
 

@@ -15,7 +15,7 @@ from vllm_npu_graph.passes._match import is_call, replace_node
 
 NAME = "rope_kv_write"
 NEEDS_IR_WRAP = False
-DEFAULT_ON = ()  # slower than rope then a separate KV write on an H100 (bench/kernels.py); unmeasured on an NPU
+DEFAULT_ON = ("npu",)
 
 
 def _item_of(node, index):
