@@ -53,9 +53,18 @@ def paged_batch(batch, seq_len, query_len, hq, hkv, d, block, dtype):
 
 
 def sdpa_time(batch, seq_len, query_len, hq, hkv, d, dtype) -> float:
+    """SDPA on the same work: queries are the last query_len positions, so a prefill with
+    cached context needs the bottom-right causal mask (is_causal=True would align it
+    top-left and skip most keys)."""
     q = torch.randn(batch, hq, query_len, d, dtype=dtype, device=DEV)
     k = torch.randn(batch, hkv, seq_len, d, dtype=dtype, device=DEV)
     v = torch.randn_like(k)
+    if 1 < query_len < seq_len:
+        from torch.nn.attention.bias import causal_lower_right
+
+        k, v = (t.repeat_interleave(hq // hkv, dim=1) for t in (k, v))
+        mask = causal_lower_right(query_len, seq_len)
+        return bench(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
     causal = query_len > 1
     return bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=hq != hkv))
 

@@ -159,33 +159,37 @@ def _decode_reduce_kernel(
 @triton.jit
 def _prefill_kernel(
     q_ptr, kv_ptr, out_ptr, bt_ptr, seq_lens_ptr, qsl_ptr,
-    num_seqs, num_q_heads, m_blocks, scale, window,
+    num_seqs, num_kv_heads, m_blocks, scale, window,
     s_qt, s_qh, s_ot, s_oh, s_cb, s_ch, s_cn, s_bt,
-    GROUP: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr, BLOCK_M: tl.constexpr,
-    TILE: tl.constexpr, UPCAST: tl.constexpr,
+    GROUP: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    TOKENS: tl.constexpr, TILE: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    i = tl.arange(0, BLOCK_M)
+    """One task per (request, KV head, block of TOKENS query tokens). Its rows are the
+    TOKENS x G_PAD (token, query head of the group) pairs, so each KV tile is loaded
+    once for the whole GQA group."""
+    r = tl.arange(0, TOKENS * G_PAD)
+    g = r % G_PAD
     d = tl.arange(0, D_PAD)
-    for task in range(tl.program_id(0), num_seqs * num_q_heads * m_blocks, tl.num_programs(0)):
-        seq = task // (num_q_heads * m_blocks)
-        head = (task // m_blocks) % num_q_heads
+    for task in range(tl.program_id(0), num_seqs * num_kv_heads * m_blocks, tl.num_programs(0)):
+        seq = task // (num_kv_heads * m_blocks)
+        kv_head = (task // m_blocks) % num_kv_heads
         mb = task % m_blocks
         q_start = tl.load(qsl_ptr + seq)
         q_len = tl.load(qsl_ptr + seq + 1) - q_start
-        if mb * BLOCK_M < q_len:
+        if mb * TOKENS < q_len:
             seq_len = tl.load(seq_lens_ptr + seq)
             context = seq_len - q_len
-            rows = mb * BLOCK_M + i
-            row_ok = rows < q_len
+            rows = mb * TOKENS + r // G_PAD
+            row_ok = (rows < q_len) & (g < GROUP)
+            head = kv_head * GROUP + g
             qpos = context + rows
             mask = row_ok[:, None] & (d[None, :] < D)
-            q = tl.load(q_ptr + (q_start + rows)[:, None] * s_qt + head * s_qh + d[None, :], mask=mask, other=0.0)
-            m = tl.full([BLOCK_M], -1e30, tl.float32)
-            l = tl.zeros([BLOCK_M], tl.float32)
-            acc = tl.zeros([BLOCK_M, D_PAD], tl.float32)
-            kv_head = head // GROUP
-            end = tl.minimum(seq_len, context + (mb + 1) * BLOCK_M)
-            first = tl.where(window > 0, tl.maximum(context + mb * BLOCK_M - window + 1, 0) // BLOCK, 0)
+            q = tl.load(q_ptr + (q_start + rows)[:, None] * s_qt + head[:, None] * s_qh + d[None, :], mask=mask, other=0.0)
+            m = tl.full([TOKENS * G_PAD], -1e30, tl.float32)
+            l = tl.zeros([TOKENS * G_PAD], tl.float32)
+            acc = tl.zeros([TOKENS * G_PAD, D_PAD], tl.float32)
+            end = tl.minimum(seq_len, context + (mb + 1) * TOKENS)
+            first = tl.where(window > 0, tl.maximum(context + mb * TOKENS - window + 1, 0) // BLOCK, 0)
             for j in range(first, tl.cdiv(end, BLOCK)):
                 phys = tl.load(bt_ptr + seq * s_bt + j).to(tl.int64)
                 for sub in range(BLOCK // TILE):
@@ -196,7 +200,7 @@ def _prefill_kernel(
                     m, l, acc = _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale,
                                              m, l, acc, D, D_PAD, TILE, UPCAST)
             out = tl.where(l[:, None] > 0, acc / tl.where(l > 0, l, 1.0)[:, None], 0.0)
-            tl.store(out_ptr + (q_start + rows)[:, None] * s_ot + head * s_oh + d[None, :],
+            tl.store(out_ptr + (q_start + rows)[:, None] * s_ot + head[:, None] * s_oh + d[None, :],
                      out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -241,12 +245,15 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
                 GROUP=group, G_PAD=g_pad, D=d, D_PAD=d_pad, SPLITS=splits,
             )
         return out
-    block_m = table.prefill_block_m
-    m_blocks = triton.cdiv(max_query_len, block_m)
-    _prefill_kernel[table.grid(num_seqs * num_q_heads * m_blocks, uses_dot=True)](
+    g_pad = triton.next_power_of_2(group)
+    tokens = max(1, table.prefill_block_m // g_pad)  # rows per tile stay prefill_block_m
+    rows = max(16, tokens * g_pad)  # tl.dot needs 16 rows
+    tokens = rows // g_pad
+    m_blocks = triton.cdiv(max_query_len, tokens)
+    _prefill_kernel[table.grid(num_seqs * num_kv_heads * m_blocks, uses_dot=True)](
         query, kv_cache, out, block_table, seq_lens, query_start_loc,
-        num_seqs, num_q_heads, m_blocks, *common,
-        GROUP=group, D=d, D_PAD=_pad(d), BLOCK=block, BLOCK_M=block_m,
-        TILE=table.kv_tile(block, block_m, _pad(d), kv_cache.element_size()), UPCAST=table.upcast_dot,
+        num_seqs, num_kv_heads, m_blocks, *common,
+        GROUP=group, G_PAD=g_pad, D=d, D_PAD=_pad(d), BLOCK=block, TOKENS=tokens,
+        TILE=table.kv_tile(block, rows, _pad(d), kv_cache.element_size()), UPCAST=table.upcast_dot,
     )
     return out
