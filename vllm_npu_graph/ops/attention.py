@@ -71,8 +71,8 @@ def attention(query: torch.Tensor, kv_written: torch.Tensor, layer_name: LayerNa
     """Attention of `query` [T, H, D] over the layer's KV cache -> [T, H * D].
     `kv_written` is the KV write's ordering token (unused)."""
     metadata, layer, kv_cache, _ = get_attention_context(_resolve_layer_name(layer_name))
-    out = query.new_zeros(query.shape)
-    layer.impl.attend(query, kv_cache, metadata, out)
+    out = query.new_empty(query.shape)
+    layer.impl.attend(query, kv_cache, metadata, out)  # fills every row
     return out.flatten(1)
 
 
