@@ -238,6 +238,7 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
             num_seqs, num_kv_heads, *common,
             GROUP=group, G_PAD=g_pad, D=d, D_PAD=d_pad, BLOCK=block,
             TILE=table.kv_tile(block, g_pad, d_pad, kv_cache.element_size()), SPLITS=splits, UPCAST=table.upcast_dot,
+            **table.dot_options(),
         )
         if splits > 1:
             _decode_reduce_kernel[table.grid(tasks, uses_dot=False)](
@@ -255,5 +256,6 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
         num_seqs, num_kv_heads, m_blocks, *common,
         GROUP=group, G_PAD=g_pad, D=d, D_PAD=_pad(d), BLOCK=block, TOKENS=tokens,
         TILE=table.kv_tile(block, rows, _pad(d), kv_cache.element_size()), UPCAST=table.upcast_dot,
+        **table.dot_options(),
     )
     return out

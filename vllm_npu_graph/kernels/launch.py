@@ -25,11 +25,15 @@ class LaunchTable:
     # Bytes of live tensors one program may hold (Ascend UB: 96 KB with double
     # buffering); attention KV tiles shrink below the cache block size to fit.
     live_bytes: int | None = None
+    # Cap on KV-tile tokens, and warps for kernels with tl.dot (None: the kernel's own
+    # choice; Ascend ignores warps).
+    max_kv_tile: int | None = None
+    dot_warps: int | None = None
 
     def kv_tile(self, block: int, rows: int, head_pad: int, elem_bytes: int) -> int:
         """Tokens per attention KV tile: the cache block, halved until k, v, the score
         tile and the fp32 accumulators fit `live_bytes` (at least 16)."""
-        tile = block
+        tile = min(block, self.max_kv_tile or block)
         while self.live_bytes is not None and tile > 16:
             live = 2 * tile * head_pad * elem_bytes + 2 * rows * tile * 4 + 2 * rows * head_pad * 4
             if live <= self.live_bytes:
@@ -37,14 +41,18 @@ class LaunchTable:
             tile //= 2
         return tile
 
+    def dot_options(self) -> dict:
+        return {} if self.dot_warps is None else {"num_warps": self.dot_warps}
+
     def grid(self, num_tasks: int, uses_dot: bool) -> tuple[int]:
         cap = self.cube_programs if uses_dot else self.vector_programs
         programs = num_tasks if cap is None else min(num_tasks, cap)
         return (max(1, min(programs, 65535)),)
 
 
-# Upstream Triton on a GPU (the kernel benchmark; values from the H100 sweep in
-# bench/results/h100-launch-sweep: 64-row prefill tiles 1.4x faster than 16, more KV
-# splits 1.2-1.5x faster for one long or few-head decode) and the CPU interpreter.
-GPU_TABLE = LaunchTable(prefill_block_m=64, max_kv_splits=16, fill_programs=264)
+# Upstream Triton on a GPU (the kernel benchmark; values from the H100 sweeps in
+# bench/results/: 64-row prefill tiles 1.4x faster than 16, more KV splits 1.2-1.5x
+# faster for one long or few-head decode, 64-token KV tiles 1.4x faster prefill than
+# 128, 8 warps slower) and the CPU interpreter.
+GPU_TABLE = LaunchTable(prefill_block_m=64, max_kv_splits=16, fill_programs=264, max_kv_tile=64)
 INTERPRETER_TABLE = LaunchTable(upcast_dot=True)
