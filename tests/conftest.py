@@ -12,6 +12,10 @@ import os
 # active Triton driver, so its own paths are unchanged.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("VLLM_NPU_GRAPH_TARGET", "host")
+# The host graph behaves as a device graph, and in strict mode every host value that a
+# device graph would freeze but a step changes, and every host sync in a capture, is an
+# error (compilation/frozen_values.py).
+os.environ.setdefault("VLLM_NPU_GRAPH_STRICT_GRAPHS", "1")
 
 from pathlib import Path  # noqa: E402
 

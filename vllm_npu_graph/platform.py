@@ -176,24 +176,32 @@ def configure_graph_mode(vllm_config, options) -> None:
     mode = compilation.cudagraph_mode
     if model is not None and model.enforce_eager:
         mode = CUDAGraphMode.NONE
-    elif mode in (CUDAGraphMode.PIECEWISE, CUDAGraphMode.FULL_AND_PIECEWISE):
-        # With splitting_ops=[] there are no pieces: the whole decoder is one graph.
-        logger.info("vllm-npu-graph: cudagraph_mode %s maps to FULL (the decoder is one graph).", mode.name)
-        mode = CUDAGraphMode.FULL
+    elif mode != CUDAGraphMode.NONE and mode != CUDAGraphMode.FULL_DECODE_ONLY:
+        # Our attention reads every length from device tensors only for decode batches
+        # (prefill kernels size their grid from host ints), and with splitting_ops=[]
+        # there are no pieces: decode batches replay one whole-decoder graph, the rest
+        # run eagerly (logged).
+        logger.info("vllm-npu-graph: cudagraph_mode %s maps to FULL_DECODE_ONLY (whole-decoder graphs for "
+                    "decode batches; prefill and mixed batches run eagerly).", mode.name)
+        mode = CUDAGraphMode.FULL_DECODE_ONLY
     compilation.cudagraph_mode = mode
-    limit_capture_sizes(compilation, options.max_graph_sizes or _target.max_graph_sizes)
+    if mode != CUDAGraphMode.NONE:
+        limit_capture_sizes(compilation, options.max_graph_sizes or _target.max_graph_sizes,
+                            vllm_config.scheduler_config.max_num_seqs)
 
 
-def limit_capture_sizes(compilation, limit: int | None) -> None:
-    """Keep at most `limit` capture sizes: the smallest, the largest and evenly spaced
-    ones between (other batches pad up to the next kept size)."""
+def limit_capture_sizes(compilation, limit: int | None, max_num_seqs: int) -> None:
+    """Decode graphs serve at most max_num_seqs tokens; within the graph-count limit,
+    keep the sizes with the least padding waste (compilation/capture_sizes.py)."""
+    from vllm_npu_graph.compilation.capture_sizes import choose_capture_sizes, worst_padding
+
     sizes = sorted(compilation.cudagraph_capture_sizes or [])
-    if not limit or len(sizes) <= limit:
+    if not sizes:
         return
-    if limit == 1:
-        keep = [sizes[-1]]
-    else:
-        keep = sorted({sizes[round(i * (len(sizes) - 1) / (limit - 1))] for i in range(limit)})
-    logger.info("vllm-npu-graph: capturing %d of %d sizes on the %s target (limit %d): %s",
-                len(keep), len(sizes), _target.name, limit, keep)
+    keep = choose_capture_sizes(sizes, limit, max_num_seqs)
+    worst, batch = worst_padding(keep)
+    logger.info("vllm-npu-graph: capture sizes on the %s target: %d of %d kept (limit %s): %s; worst-case "
+                "padding %.0f%% (a batch of %d runs the graph of %d)", _target.name, len(keep), len(sizes),
+                limit or "none", keep, 100 * worst, batch, next(s for s in keep if s >= batch))
     compilation.cudagraph_capture_sizes = keep
+    compilation.max_cudagraph_capture_size = keep[-1]

@@ -39,6 +39,9 @@ def install(calls: list) -> None:
     npu.synchronize = record("synchronize")
     npu.mem_get_info = lambda device=None: (TOTAL_MEMORY - state["reserved"], TOTAL_MEMORY)
     npu.memory_reserved = lambda device=None: state["reserved"]
+    npu.memory_allocated = lambda device=None: state["reserved"]
+    npu.max_memory_allocated = lambda device=None: state["reserved"]
+    npu.reset_peak_memory_stats = lambda device=None: None
     npu.get_device_properties = lambda device=0: types.SimpleNamespace(total_memory=TOTAL_MEMORY, name="Ascend910B-fake")
 
     class Stream:

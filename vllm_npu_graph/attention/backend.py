@@ -1,7 +1,9 @@
 """Our vLLM attention backend (registered as AttentionBackendEnum.CUSTOM).
 
 Metadata stays in device tensors (query_start_loc, seq_lens, block_table,
-slot_mapping). The KV-cache write is a separate op (`forward_includes_kv_cache_update`
+slot_mapping). Decode batches read nothing else, so a graph captured for one replays
+any decode batch of its size at any context length; prefill and mixed batches also use
+host ints (grid sizes) and run eagerly. The KV-cache write is a separate op (`forward_includes_kv_cache_update`
 is False), which is what lets a fusion pass fold RoPE into it later.
 """
 
@@ -9,6 +11,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from vllm.config import CUDAGraphMode
+from vllm.forward_context import get_forward_context
 from vllm.v1.attention.backend import (
     AttentionBackend,
     AttentionCGSupport,
@@ -26,8 +30,9 @@ from vllm_npu_graph.ops import attention as ops
 @dataclass
 class NPUGraphAttentionMetadata:
     num_actual_tokens: int
-    max_query_len: int
+    max_query_len: int  # host hints: prefill/mixed batches only (never in a graph)
     max_seq_len: int
+    decode_only: bool  # every request has one query token (what decode graphs serve)
     query_start_loc: torch.Tensor  # [num_reqs + 1]
     seq_lens: torch.Tensor  # [num_reqs]
     block_table: torch.Tensor  # [num_reqs, max_blocks]
@@ -35,8 +40,9 @@ class NPUGraphAttentionMetadata:
 
 
 class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentionMetadata]):
-    # Every length and table is read from tensors at run time, so any batch replays.
-    _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.ALWAYS
+    # Decode batches read every length and table from tensors, so a decode graph
+    # replays any decode batch of its size; vLLM then captures decode batches only.
+    _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.UNIFORM_SINGLE_TOKEN_DECODE
 
     def __init__(self, kv_cache_spec, layer_names, vllm_config, device):  # abstract in vLLM's base
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)
@@ -50,6 +56,7 @@ class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentio
             num_actual_tokens=m.num_actual_tokens,
             max_query_len=m.max_query_len,
             max_seq_len=m.max_seq_len,
+            decode_only=m.max_query_len <= 1,
             query_start_loc=m.query_start_loc[: num_reqs + 1],
             seq_lens=m.seq_lens[:num_reqs],
             block_table=m.block_table_tensor[:num_reqs],
@@ -114,22 +121,20 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
         return self.attend(query, kv_cache, attn_metadata, output)
 
     def attend(self, query, kv_cache, attn_metadata: NPUGraphAttentionMetadata | None, output) -> torch.Tensor:
-        """output[:n] = attention of the n real tokens' queries; padding rows zero."""
+        """output = attention of every request's query tokens; rows of no request
+        (padding) are zero. Reads no host int in a graph (a device graph would freeze
+        it): a decode batch sizes its KV loop from the device lengths, bounded by the
+        block table's width."""
         if attn_metadata is None:  # profiling run: no KV cache yet
             return output.fill_(0)
-        n = attn_metadata.num_actual_tokens
-        output[:n] = ops.paged_attention(
-            query[:n],
-            kv_cache,
-            attn_metadata.query_start_loc,
-            attn_metadata.seq_lens,
-            attn_metadata.block_table,
-            self.scale,
-            self.sliding_window or 0,
-            attn_metadata.max_query_len,
-            attn_metadata.max_seq_len,
-        )
-        output[n:] = 0
+        m = attn_metadata
+        if m.decode_only:
+            in_graph = get_forward_context().cudagraph_runtime_mode == CUDAGraphMode.FULL
+            max_query_len, max_seq_len = 1, 0 if in_graph else m.max_seq_len
+        else:
+            max_query_len, max_seq_len = m.max_query_len, m.max_seq_len
+        output.copy_(ops.paged_attention(query, kv_cache, m.query_start_loc, m.seq_lens, m.block_table, self.scale,
+                                         self.sliding_window or 0, max_query_len, max_seq_len))
         return output
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.fx as fx
 from vllm.compilation.compiler_interface import CompilerInterface
 
+from vllm_npu_graph.compilation.frozen_values import violation
 from vllm_npu_graph.compilation.pass_manager import NPUGraphPassManager
 from vllm_npu_graph.config import NPUGraphConfig, plugin_config
 from vllm_npu_graph.log import get_logger
@@ -54,6 +55,9 @@ class NPUGraphCompiler(CompilerInterface):
 
     def compile(self, graph: fx.GraphModule, example_inputs: list[Any], compiler_config: dict[str, Any],
                 compile_range, key: str | None = None):
+        if self.target.capturing:
+            violation(f"the decoder was traced and compiled (token range {compile_range}) inside graph "
+                      "capture; compile on a warm-up run before the capture phase")
         if self.pass_manager is None:
             passes = [(p.NAME, p.run) for p in enabled_passes(self.target.name, self.options.passes)]
             self.pass_manager = NPUGraphPassManager(passes, dump_dir=self.options.dump_graph_dir)

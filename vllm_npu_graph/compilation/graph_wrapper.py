@@ -1,10 +1,11 @@
 """The static-graph wrapper our runner puts around the compiled decoder.
 
-One device graph per padded token count: captured on first use while capture is
-allowed (start-up), replayed afterwards. Anything a graph can't serve runs the
+One device graph per padded batch descriptor: captured in the runner's capture step,
+replayed afterwards. Anything a graph can't serve runs the
 compiled module eagerly, and every such fallback is counted by reason.
 """
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import torch
 from vllm.config import CUDAGraphMode
-from vllm.forward_context import get_forward_context
+from vllm.forward_context import BatchDescriptor, get_forward_context
 
+from vllm_npu_graph.compilation.frozen_values import GraphFaithfulnessError
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
 
@@ -51,15 +53,37 @@ class GraphFallbacks:
 
 
 class NPUGraphWrapper(torch.nn.Module):
+    """Graphs are keyed on vLLM's whole batch descriptor (tokens, requests, uniform
+    decode, LoRA), as its dispatcher distinguishes them. Capture happens only inside
+    `capture_phase()` (the runner's capture step); outside it, a descriptor without a
+    graph runs eagerly."""
+
     def __init__(self, runnable, max_capture_size: int, fallbacks: GraphFallbacks) -> None:
         super().__init__()
         self.runnable = runnable
         self.max_capture_size = max_capture_size
         self.fallbacks = fallbacks
         self.target = get_target()
-        self.graphs: dict[int, object] = {}
-        self.failed: dict[int, str] = {}
-        self.serving = False  # False during start-up: capture allowed, fallbacks not counted
+        self.graphs: dict[BatchDescriptor, object] = {}
+        self.failed: dict[BatchDescriptor, str] = {}
+        self.capturing = False
+        self.serving = False  # False during start-up: fallbacks not counted
+
+    @contextlib.contextmanager
+    def capture_phase(self):
+        self.capturing = True
+        try:
+            yield
+        finally:
+            self.capturing = False
+
+    @property
+    def captured_sizes(self) -> list[int]:
+        return sorted({d.num_tokens for d in self.graphs})
+
+    @property
+    def failed_sizes(self) -> dict[int, str]:
+        return {d.num_tokens: reason for d, reason in self.failed.items()}
 
     def unwrap(self):
         return self.runnable
@@ -75,31 +99,35 @@ class NPUGraphWrapper(torch.nn.Module):
         desc = ctx.batch_descriptor
         if ctx.cudagraph_runtime_mode != CUDAGraphMode.FULL or desc is None:
             if self.serving:
-                n = ctx.batch_descriptor.num_tokens if desc is not None else _num_tokens(args, kwargs)
-                if n is not None and n > self.max_capture_size:
+                n = desc.num_tokens if desc is not None else _num_tokens(args, kwargs)
+                if desc is not None and not desc.uniform:
+                    self.fallbacks.record("a prefill or mixed batch (graphs serve decode batches)")
+                elif n is not None and n > self.max_capture_size:
                     self.fallbacks.record(f"batch of more than {self.max_capture_size} tokens (the largest captured size)")
                 else:
-                    self.fallbacks.record("a batch the graphs don't serve (prefill/mixed batch, or graphs off for it)")
+                    self.fallbacks.record("a batch the graphs don't serve (graphs off for it)")
             return self.runnable(*args, **kwargs)
-        size = desc.num_tokens
-        if size in self.failed:
+        if desc in self.failed:
             if self.serving:
-                self.fallbacks.record(f"size {size}: {self.failed[size]}")
+                self.fallbacks.record(f"size {desc.num_tokens}: {self.failed[desc]}")
             return self.runnable(*args, **kwargs)
-        graph = self.graphs.get(size)
+        graph = self.graphs.get(desc)
         if graph is not None:
             return graph.replay(args, kwargs)
-        if self.serving:
-            self.fallbacks.record(f"size {size} was not captured at start-up")
+        if not self.capturing:
+            if self.serving:
+                self.fallbacks.record(f"size {desc.num_tokens} was not captured at start-up")
             return self.runnable(*args, **kwargs)
         try:
-            if str(size) in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
+            if str(desc.num_tokens) in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
                 raise RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
             graph = self.target.capture_graph(self.runnable, args, kwargs)
+        except GraphFaithfulnessError:
+            raise  # a defect of ours (strict mode), not a device limit
         except Exception as exc:  # a failed capture must never take the server down
             reason = f"capture failed ({self.target.explain_capture_error(exc) or f'{type(exc).__name__}: {exc}'})"
-            logger.error("npu_graph: %s for size %d; this size runs eagerly from now on.", reason, size)
-            self.failed[size] = reason
+            logger.error("npu_graph: %s for size %d; this size runs eagerly from now on.", reason, desc.num_tokens)
+            self.failed[desc] = reason
             return self.runnable(*args, **kwargs)
-        self.graphs[size] = graph
+        self.graphs[desc] = graph
         return graph.output

@@ -18,20 +18,20 @@ def _token_major(kv_cache: torch.Tensor) -> torch.Tensor:
 def write_kv_cache(
     key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor
 ) -> None:
-    """Store each token's key/value at its slot; slot -1 marks a padding token."""
+    """Store each token's key/value at its slot; slot -1 marks a padding token. No host
+    read: padding rows rewrite slot 0 with the value it already holds (vLLM's block 0
+    is its null block, which no request writes)."""
     head_size = key.shape[-1]
     n = slot_mapping.shape[0]
     slots = slot_mapping.long()
-    valid = slots >= 0
-    if not bool(valid.all()):
-        slots, key, value = slots[valid], key[:n][valid], value[:n][valid]
-    else:
-        key, value = key[:n], value[:n]
+    valid = (slots >= 0)[:, None, None]
+    slots = slots.clamp(min=0)
     block_size = kv_cache.shape[2]
     cache = _token_major(kv_cache)
     blocks, offsets = slots // block_size, slots % block_size
-    cache[blocks, offsets, :, :head_size] = key.to(cache.dtype)
-    cache[blocks, offsets, :, head_size:] = value.to(cache.dtype)
+    old = cache[blocks, offsets]
+    cache[blocks, offsets, :, :head_size] = torch.where(valid, key[:n].to(cache.dtype), old[..., :head_size])
+    cache[blocks, offsets, :, head_size:] = torch.where(valid, value[:n].to(cache.dtype), old[..., head_size:])
 
 
 def gather_kv(
@@ -54,6 +54,30 @@ def _attend(q, k, v, allowed, scale):
     ).to(q.dtype)
 
 
+def decode_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, bound):
+    """Every request's one query token over its first seq_lens[r] cached tokens, with
+    no host read: keys are gathered up to `bound` tokens (a static bound in a graph)
+    and masked by the device lengths. Requests with no query token (padding) and rows
+    of no request stay zero."""
+    out = torch.zeros_like(query)
+    num_reqs = seq_lens.shape[0]
+    if num_reqs == 0:
+        return out
+    starts = query_start_loc[:num_reqs].long()
+    has_query = (query_start_loc[1 : num_reqs + 1] - query_start_loc[:num_reqs] == 1) & (seq_lens > 0)
+    rows = starts.clamp(max=query.shape[0] - 1)
+    lens = seq_lens.long()
+    k, v = gather_kv(kv_cache, block_table, lens, bound)
+    pos = torch.arange(k.shape[1], device=query.device)
+    allowed = (pos[None, :] < lens[:, None]) & has_query[:, None]
+    if sliding_window is not None:
+        allowed &= pos[None, :] > (lens[:, None] - 1 - sliding_window)
+    allowed[:, 0] |= ~has_query  # keep softmax finite on padding rows; they are dropped below
+    o = _attend(query[rows].unsqueeze(2), k.transpose(1, 2), v.transpose(1, 2), allowed[:, None, None, :], scale)
+    # index_add: a padding request's clamped row may be a real request's row; it adds 0.
+    return out.index_add_(0, rows, o.squeeze(2) * has_query[:, None, None])
+
+
 def paged_attention(
     query: torch.Tensor,
     kv_cache: torch.Tensor,
@@ -63,40 +87,28 @@ def paged_attention(
     scale: float,
     sliding_window: int | None = None,
     max_query_len: int | None = None,
+    max_seq_len: int = 0,
 ) -> torch.Tensor:
     """Causal attention of each request's new tokens over its cached sequence.
 
-    query: [T, Hq, D] for the T real tokens, request r owning tokens
-    query_start_loc[r]:query_start_loc[r+1], which are the last tokens of its seq_lens[r].
-    Decode requests (one new token) are attended as one batch; longer queries
-    (prefill, chunked prefill) one request at a time. Returns [T, Hq, D].
-    (max_query_len is a hint the Triton version uses; the reference reads lengths.)
+    query: [T, Hq, D], request r owning tokens query_start_loc[r]:query_start_loc[r+1],
+    which are the last tokens of its seq_lens[r]; rows of no request are zero.
+    Decode batches (max_query_len == 1) read no host value: keys up to max_seq_len (a
+    host hint; 0 = the block table's width, the static bound graphs use). Longer
+    queries (prefill, chunked prefill: eager only) go one request at a time.
+    Returns [T, Hq, D].
     """
+    if max_query_len == 1:
+        bound = max_seq_len or block_table.shape[1] * kv_cache.shape[2]
+        return decode_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, bound)
     out = torch.zeros_like(query)
     query_start_loc, seq_lens = query_start_loc.tolist(), seq_lens.tolist()
     num_reqs = len(seq_lens)
-    query_lens = [query_start_loc[r + 1] - query_start_loc[r] for r in range(num_reqs)]
-    decodes = [r for r in range(num_reqs) if query_lens[r] == 1 and seq_lens[r] > 0]
     device = query.device
-
-    if decodes:
-        rows = torch.tensor(decodes, device=device)
-        tokens = torch.tensor([query_start_loc[r] for r in decodes], device=device)
-        lens = torch.tensor([seq_lens[r] for r in decodes], device=device)
-        max_len = max(seq_lens[r] for r in decodes)
-        k, v = gather_kv(kv_cache, block_table[rows], lens, max_len)
-        pos = torch.arange(max_len, device=device)
-        allowed = pos[None, :] < lens[:, None]
-        if sliding_window is not None:
-            allowed &= pos[None, :] > (lens[:, None] - 1 - sliding_window)
-        q = query[tokens].unsqueeze(2)  # [B, Hq, 1, D]
-        o = _attend(q, k.transpose(1, 2), v.transpose(1, 2), allowed[:, None, None, :], scale)
-        out[tokens] = o.squeeze(2)
-
     for r in range(num_reqs):
-        if query_lens[r] <= 1:
+        start, qlen, slen = query_start_loc[r], query_start_loc[r + 1] - query_start_loc[r], seq_lens[r]
+        if qlen == 0 or slen == 0:
             continue
-        start, qlen, slen = query_start_loc[r], query_lens[r], seq_lens[r]
         k, v = gather_kv(kv_cache, block_table[r : r + 1], None, slen)
         qpos = torch.arange(slen - qlen, slen, device=device)[:, None]
         kpos = torch.arange(slen, device=device)[None, :]

@@ -204,11 +204,23 @@ def _prefill_kernel(
                      out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+def decode_splits(table: LaunchTable, tasks: int, block: int, bound: int) -> int:
+    """KV splits for a decode batch of `tasks` (sequence, KV head) pairs: enough to fill
+    the device when few tasks could hold a long context. Chosen from the static bound
+    on the context (the block table's width), never from the batch's live lengths: a
+    graph freezes this choice, and a short sequence merely leaves splits empty."""
+    cap = table.cube_programs or table.fill_programs
+    if tasks >= cap or bound <= 4 * block:
+        return 1
+    return min(table.max_kv_splits, triton.cdiv(cap, tasks), triton.cdiv(bound, block))
+
+
 def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window=None,
                     max_query_len=None, *, table: LaunchTable, max_seq_len: int | None = None):
     """Triton twin of attention_reference.paged_attention. Decode-only batches
     (max_query_len == 1) use the decode kernel, split over the KV length when the
-    batch is too small to fill the device; anything else the prefill kernel."""
+    batch is too small to fill the device; anything else the prefill kernel.
+    max_seq_len is unused: decode reads lengths on the device (see decode_splits)."""
     assert kv_cache.stride(-1) == 1
     out = torch.zeros_like(query)
     num_seqs = seq_lens.shape[0]
@@ -224,10 +236,7 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
               kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), block_table.stride(0))
     if max_query_len == 1:
         tasks = num_seqs * num_kv_heads
-        cap = table.cube_programs or table.fill_programs
-        splits = 1
-        if max_seq_len is not None and tasks < cap and max_seq_len > 4 * block:
-            splits = min(table.max_kv_splits, triton.cdiv(cap, tasks), triton.cdiv(max_seq_len, block))
+        splits = decode_splits(table, tasks, block, block_table.shape[1] * block)
         g_pad, d_pad = _pad(group), _pad(d)
         part = stats = out
         if splits > 1:

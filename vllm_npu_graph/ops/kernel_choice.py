@@ -24,7 +24,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
 
         resolved = {
             "paged_attention": lambda q, kv, qsl, lens, bt, scale, window, max_q, max_s: attn.paged_attention(
-                q, kv, qsl, lens, bt, scale, window, max_q),
+                q, kv, qsl, lens, bt, scale, window, max_q, max_s),
             "write_kv_cache": attn.write_kv_cache,
             "rms_norm": fused.rms_norm,
             "add_rms_norm": fused.add_rms_norm,

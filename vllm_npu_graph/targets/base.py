@@ -4,6 +4,7 @@ Only modules under `targets/` may touch a device API; the platform, worker, runn
 compiler and attention code ask the active target instead.
 """
 
+import contextlib
 from abc import ABC, abstractmethod
 
 import torch
@@ -71,6 +72,27 @@ class Target(ABC):
     @abstractmethod
     def capture_graph(self, fn, args, kwargs):
         """Capture fn(*args, **kwargs) as a device graph with `.output` and `.replay()`."""
+
+    capturing: bool = False  # inside capture_context()
+
+    @contextlib.contextmanager
+    def capture_context(self):
+        """The capture phase: device idle first, then every capture inside it. Our
+        collectives are torch.distributed calls on the device group (no custom
+        all-reduce buffers to register), which the NPU's graph capture records as-is."""
+        self.synchronize()
+        self.capturing = True
+        try:
+            yield
+        finally:
+            self.capturing = False
+            self.synchronize()
+
+    def measure_peak(self, fn) -> tuple[object, int]:
+        """fn()'s result and the most bytes it held on the device above the start."""
+        before = self.memory_in_use()
+        result = fn()
+        return result, max(0, self.memory_in_use() - before)
 
     @abstractmethod
     def triton_launch_table(self):

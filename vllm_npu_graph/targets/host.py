@@ -9,20 +9,30 @@ import os
 import psutil
 import torch
 
+from vllm_npu_graph.compilation.frozen_values import FrozenForwardContext, no_host_sync, violation
 from vllm_npu_graph.targets.base import Target, refresh_static_inputs
 
 
 class HostGraph:
-    """A captured graph, emulated: the compiled callable replayed over the static input
-    buffers seen at capture, writing into one static output, as a device graph does."""
+    """A captured graph, emulated as a device graph behaves: the compiled callable
+    replayed over the static input buffers seen at capture, writing into one static
+    output, with the host values of capture time (see compilation/frozen_values.py)."""
 
     def __init__(self, fn, args, kwargs) -> None:
+        from vllm.forward_context import get_forward_context
+
         self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.output = fn(*args, **kwargs)
+        ctx = get_forward_context()
+        self.frozen = FrozenForwardContext(ctx)
+        with self.frozen.recording(ctx), no_host_sync():
+            self.output = fn(*args, **kwargs)
 
     def replay(self, args, kwargs):
+        from vllm.forward_context import get_forward_context
+
         refresh_static_inputs(self.args, self.kwargs, args, kwargs)
-        result = self.fn(*self.args, **self.kwargs)
+        with self.frozen.replaying(get_forward_context()):
+            result = self.fn(*self.args, **self.kwargs)
         torch.utils._pytree.tree_map(lambda dst, src: dst.copy_(src) if isinstance(dst, torch.Tensor) else dst,
                                      self.output, result)
         return self.output
@@ -37,6 +47,7 @@ class HostTarget(Target):
     device_control_env_var = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
     pin_memory = False
     default_kernels = "reference"
+    max_graph_sizes = 16  # as on the NPU: the stand-in holds as many graphs as the device would
 
     def device(self, local_rank: int) -> torch.device:
         return torch.device("cpu")
@@ -102,7 +113,23 @@ class HostTarget(Target):
         )
 
     def capture_graph(self, fn, args, kwargs) -> HostGraph:
+        if not self.capturing:
+            violation("graph capture outside the target's capture context (a device captures "
+                      "only inside its capture phase, after a warm-up run)")
         return HostGraph(fn, args, kwargs)
+
+    def measure_peak(self, fn) -> tuple[object, int]:
+        """Peak resident memory over fn(), from the kernel's high-water mark (reset first)."""
+        before = self.memory_in_use()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+        except OSError:
+            return super().measure_peak(fn)
+        result = fn()
+        with open("/proc/self/status") as f:
+            peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        return result, max(0, peak_kib * 1024 - before)
 
     def prepare_triton(self) -> None:
         """No Triton device on the host: kernels run in Triton's CPU interpreter, which

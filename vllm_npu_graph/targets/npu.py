@@ -76,6 +76,14 @@ class NPUTarget(Target):
     def memory_in_use(self) -> int:
         return torch.npu.memory_reserved()
 
+    def measure_peak(self, fn) -> tuple[object, int]:
+        torch.npu.synchronize()
+        before = torch.npu.memory_allocated()
+        torch.npu.reset_peak_memory_stats()
+        result = fn()
+        torch.npu.synchronize()
+        return result, max(0, torch.npu.max_memory_allocated() - before)
+
     def graph_pool(self):
         if getattr(self, "_pool", None) is None:
             self._pool = torch.npu.graph_pool_handle()

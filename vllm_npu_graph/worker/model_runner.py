@@ -6,7 +6,9 @@ import time
 import torch
 from vllm.compilation.cuda_graph import CUDAGraphWrapper
 from vllm.config import CUDAGraphMode
+from vllm.utils.gc_utils import freeze_gc_for_cudagraph_capture
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+from vllm.v1.worker.workspace import lock_workspace
 
 from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper
 from vllm_npu_graph.log import get_logger
@@ -14,6 +16,11 @@ from vllm_npu_graph.models import cache_dir
 from vllm_npu_graph.targets import get_target
 
 logger = get_logger(__name__)
+
+
+def _describe(desc) -> str:
+    kind = "decode" if desc.uniform else "mixed"
+    return f"size {desc.num_tokens} ({kind}, {desc.num_reqs} requests)"
 
 
 def last_run_report_path():
@@ -40,25 +47,44 @@ class NPUGraphModelRunner(GPUModelRunner):
         return super().get_model()
 
     def capture_model(self) -> int:
-        """Capture one graph per padded size, largest first; a failed size runs eagerly."""
+        """Capture one graph per batch descriptor, largest first, in the order a device
+        needs: GC frozen, inside the target's capture phase, a warm-up run (never
+        captured) before each capture, the workspace locked afterwards (a resize would
+        free memory the graphs point to). A failed size runs eagerly."""
         wrapper = self.model
         if self.compilation_config.cudagraph_mode == CUDAGraphMode.NONE or not isinstance(wrapper, NPUGraphWrapper):
             return 0
         start, mem_before = time.perf_counter(), self.target.memory_in_use()
-        for runtime_mode, descs in self.cudagraph_dispatcher.get_capture_descs():
-            for desc in sorted(descs, key=lambda d: d.num_tokens, reverse=True):
-                t0 = time.perf_counter()
-                self._warmup_and_capture(desc, cudagraph_runtime_mode=runtime_mode)
-                if desc.num_tokens in wrapper.graphs:
-                    logger.info("npu_graph: captured size %d in %.2f s", desc.num_tokens, time.perf_counter() - t0)
+        with freeze_gc_for_cudagraph_capture(), self.target.capture_context(), wrapper.capture_phase():
+            for runtime_mode, descs in self.cudagraph_dispatcher.get_capture_descs():
+                for desc in sorted(descs, key=lambda d: d.num_tokens, reverse=True):
+                    t0 = time.perf_counter()
+                    # At least one uncaptured run of this size first: kernels compile and
+                    # initialise lazily on first use, which a capture can't record.
+                    self._warmup_and_capture(desc, cudagraph_runtime_mode=runtime_mode,
+                                             num_warmups=max(1, self.compilation_config.cudagraph_num_of_warmups))
+                    if desc in wrapper.graphs:
+                        logger.info("npu_graph: captured %s in %.2f s", _describe(desc), time.perf_counter() - t0)
+        lock_workspace()
         wrapper.serving = True
         graph_bytes = max(0, self.target.memory_in_use() - mem_before)
         logger.info(
-            "npu_graph: captured %d graph(s) %s in %.1f s, %.1f MiB; failed sizes (eager): %s",
-            len(wrapper.graphs), sorted(wrapper.graphs), time.perf_counter() - start, graph_bytes / 2**20,
-            sorted(wrapper.failed) or "none",
+            "npu_graph: captured %d graph(s) %s in %.1f s; graph memory %.1f MiB; failed sizes (eager): %s",
+            len(wrapper.graphs), wrapper.captured_sizes, time.perf_counter() - start, graph_bytes / 2**20,
+            sorted(wrapper.failed_sizes) or "none",
         )
         return graph_bytes
+
+    def estimate_graph_memory(self) -> int:
+        """Bytes the graphs will hold, measured before the KV cache is sized: the peak of
+        one uncaptured forward at the largest capture size (a device graph pool keeps
+        that forward's intermediates; smaller sizes reuse the pool)."""
+        if self.compilation_config.cudagraph_mode == CUDAGraphMode.NONE or not self.cudagraph_batch_sizes:
+            return 0
+        size = max(self.cudagraph_batch_sizes)
+        _, peak = self.target.measure_peak(
+            lambda: self._dummy_run(size, cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True))
+        return peak
 
     def _sync_device(self) -> None:
         self.target.synchronize()
@@ -74,8 +100,8 @@ class NPUGraphModelRunner(GPUModelRunner):
         try:
             self.graph_fallbacks.save(
                 last_run_report_path(), model=self.model_config.model, target=self.target.name,
-                captured_sizes=sorted(wrapper.graphs) if wrapper else [],
-                failed_sizes={str(k): v for k, v in wrapper.failed.items()} if wrapper else {},
+                captured_sizes=wrapper.captured_sizes if wrapper else [],
+                failed_sizes={str(k): v for k, v in wrapper.failed_sizes.items()} if wrapper else {},
             )
         except OSError as exc:
             logger.warning("npu_graph: could not write the run report: %s", exc)

@@ -3,6 +3,7 @@
 import os
 from contextlib import nullcontext
 
+from vllm.config import CUDAGraphMode
 from vllm.utils.mem_utils import format_gib
 from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
@@ -70,8 +71,10 @@ class NPUGraphWorker(Worker):
 
     def determine_available_memory(self) -> int:
         """KV-cache bytes: --kv-cache-memory-bytes if given, else the utilisation
-        share of device memory left after weights (capped on host by
-        `host_kv_cache_gib`, since host RAM is shared with the whole machine)."""
+        share of device memory left after weights and the graphs (estimated now, by
+        a forward at the largest capture size: capture after the KV cache has taken
+        the memory would fail), capped on host by `host_kv_cache_gib`, since host RAM
+        is shared with the whole machine."""
         explicit = self.cache_config.kv_cache_memory_bytes
         free = self.target.free_memory()
         if explicit is not None:
@@ -83,14 +86,16 @@ class NPUGraphWorker(Worker):
             budget, why = explicit, "as set by --kv-cache-memory-bytes"
         else:
             self.model_runner.profile_run()
+            graphs = self.model_runner.estimate_graph_memory()
             total = self.target.total_memory()
-            share = int(self.cache_config.gpu_memory_utilization * total) - self.target.memory_in_use()
-            budget, why = share, f"gpu_memory_utilization={self.cache_config.gpu_memory_utilization}"
+            share = int(self.cache_config.gpu_memory_utilization * total) - self.target.memory_in_use() - graphs
+            budget = min(share, free - graphs)
+            why = (f"gpu_memory_utilization={self.cache_config.gpu_memory_utilization}, after "
+                   f"{graphs / 2**20:.1f} MiB reserved for graphs")
             if self.target.name == "host":
                 cap = int(plugin_config(self.vllm_config).host_kv_cache_gib * GiB)
                 if cap < budget:
-                    budget, why = cap, "host_kv_cache_gib cap"
-            budget = min(budget, free)
+                    budget, why = cap, f"host_kv_cache_gib cap; graphs estimated at {graphs / 2**20:.1f} MiB"
         if budget <= 0:
             raise ValueError(
                 f"No memory is left for the KV cache on the {self.target.name} target "
@@ -101,16 +106,19 @@ class NPUGraphWorker(Worker):
         return budget
 
     def compile_or_warm_up_model(self) -> CompilationTimes:
-        """Capture the graphs (KV cache exists now), then warm the sampler at the
-        largest batch. vLLM's GPU version also runs CUDA-only kernel warm-ups."""
+        """Compile on a warm-up forward that is never captured, then capture the graphs
+        (KV cache exists now), then warm the sampler at the largest batch. vLLM's GPU
+        version also runs CUDA-only kernel warm-ups."""
         runner = self.model_runner
         max_reqs = min(self.scheduler_config.max_num_seqs, self.scheduler_config.max_num_batched_tokens)
         if not self.model_config.enforce_eager:
-            # The first forward traces the graph: on one token, Dynamo would specialise
-            # it to one token (then every larger batch fails), so compile on two or more.
-            runner._dummy_run(num_tokens=max(2, max_reqs), skip_eplb=True)
+            # On one token Dynamo would specialise the graph to one token (then every
+            # larger batch fails), so compile on two or more.
+            runner._dummy_run(num_tokens=max(2, max_reqs), cudagraph_runtime_mode=CUDAGraphMode.NONE,
+                              skip_eplb=True)
             runner.capture_model()
-        _, last_hidden = runner._dummy_run(num_tokens=max_reqs, skip_eplb=True)
+        _, last_hidden = runner._dummy_run(num_tokens=max_reqs, cudagraph_runtime_mode=CUDAGraphMode.NONE,
+                                           skip_eplb=True)
         runner._dummy_sampler_run(hidden_states=last_hidden)
         set_random_seed(self.model_config.seed)
         return CompilationTimes(
