@@ -120,6 +120,6 @@ def prompts_of_lengths(tokenizer_dir, lengths):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    ids = tok(LONG_TEXT * 8)["input_ids"]
+    ids = tok(LONG_TEXT * (2 + max(lengths) // 100))["input_ids"]
     assert len(ids) >= max(lengths)
     return [ids[(7 * i) % 50 : (7 * i) % 50 + n] for i, n in enumerate(lengths)]

@@ -1,6 +1,7 @@
-"""Graph mode (compiled whole decoder + one captured graph per padded size) gives the
-same greedy tokens as eager mode, and every step it can't serve runs eagerly with a
-logged reason. Size 4's capture is made to fail on purpose."""
+"""Graph mode (compiled whole decoder + one captured decode graph per padded size,
+under the strict host graph) gives the same greedy tokens as eager mode and as Hugging
+Face, and every step it can't serve runs eagerly with a logged reason. Size 4's capture
+is made to fail on purpose."""
 
 import json
 import os
@@ -9,12 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import hf_greedy_ids
+from graph_mode_driver import prompts_for
 
 HERE = Path(__file__).parent
 FAILED_SIZE = 4
+# 24: above the largest captured size; long: contexts up to 1,490 tokens in one captured size
+BATCHES = "1,2,3,5,8,13,16,24,long"
 
 
-def run_driver(model, mode: str, batches: str = "1,3,8,16,24", max_tokens: int = 12) -> tuple[dict, str]:
+def run_driver(model, mode: str, batches: str = BATCHES, max_tokens: int = 12) -> tuple[dict, str]:
     env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host", VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES=str(FAILED_SIZE),
                PYTHONPATH=str(HERE))
     cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, batches, str(max_tokens)]
@@ -30,27 +35,35 @@ def runs(request, tiny_model, default_model):
     layers = 2 if request.param == "tiny-qwen3" else 30
     graph, graph_log = run_driver(model, "graph")
     eager, _ = run_driver(model, "eager")
-    return graph, graph_log, eager, layers
+    hf = {spec: hf_greedy_ids(model, prompts_for(str(model), spec), max_tokens=12) for spec in ("24", "long")}
+    return graph, graph_log, eager, hf, layers
 
 
-def test_graph_tokens_equal_eager_tokens(runs):
-    graph, _, eager, _ = runs
-    assert set(graph) == {"1", "3", "8", "16", "24"}
+def test_graph_tokens_equal_eager_and_hugging_face_tokens(runs):
+    graph, _, eager, hf, _ = runs
+    assert set(graph) == set(BATCHES.split(","))
     for n in graph:
-        assert graph[n] == eager[n], f"batch of {n} diverged"
+        assert graph[n] == eager[n], f"batch {n} diverged from eager"
+        expected = hf["long"] if n == "long" else hf["24"][: int(n)]
+        assert graph[n] == expected, f"batch {n} diverged from Hugging Face"
 
 
 def test_whole_decoder_is_one_graph_with_attention_inside(runs):
-    _, log, _, layers = runs
+    _, log, _, _, layers = runs
     lines = [l for l in log.splitlines() if "compiled the whole decoder as one graph" in l]
     assert len(lines) == 1, lines
     assert f"{layers} attention ops, {layers} kv-cache writes" in lines[0]
 
 
-def test_captures_and_logged_fallbacks(runs):
-    _, log, _, _ = runs
+def test_decode_graphs_captured_and_fallbacks_logged(runs):
+    _, log, _, _, _ = runs
+    assert "cudagraph_mode FULL maps to FULL_DECODE_ONLY" in log
+    assert "capture sizes on the host target: 5 of 5 kept (limit 16): [1, 2, 4, 8, 16]; worst-case padding 78%" in log
     assert "captured 4 graph(s) [1, 2, 8, 16]" in log
+    assert "captured size 16 (decode, 16 requests)" in log
     assert f"capture failed (RuntimeError: failure injected by VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES) for size {FAILED_SIZE}" in log
     summary = next(l for l in log.splitlines() if "eager-fallback summary" in l)
-    assert "batch of more than 16 tokens" in summary
+    assert "decode batch of more than 16 tokens" in summary
+    assert "a prefill or mixed batch" in summary
     assert f"size {FAILED_SIZE}: capture failed" in summary
+    assert "GraphFaithfulnessError" not in log

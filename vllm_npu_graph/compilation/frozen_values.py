@@ -24,11 +24,10 @@ import sys
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from vllm_npu_graph.envs import STRICT_GRAPHS as STRICT_ENV
 from vllm_npu_graph.log import get_logger
 
 logger = get_logger(__name__)
-
-STRICT_ENV = "VLLM_NPU_GRAPH_STRICT_GRAPHS"
 
 
 class GraphFaithfulnessError(RuntimeError):

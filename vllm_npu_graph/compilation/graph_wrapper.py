@@ -15,6 +15,7 @@ import torch
 from vllm.config import CUDAGraphMode
 from vllm.forward_context import BatchDescriptor, get_forward_context
 
+from vllm_npu_graph import envs
 from vllm_npu_graph.compilation.frozen_values import GraphFaithfulnessError
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
@@ -22,7 +23,7 @@ from vllm_npu_graph.targets import get_target
 logger = get_logger(__name__)
 
 # Fault injection for tests: comma-separated token counts whose capture raises.
-FAIL_CAPTURE_ENV = "VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES"
+FAIL_CAPTURE_ENV = envs.FAIL_CAPTURE_SIZES
 
 
 def _num_tokens(args, kwargs) -> int | None:
@@ -30,6 +31,13 @@ def _num_tokens(args, kwargs) -> int | None:
         if isinstance(value, torch.Tensor) and value.dim() >= 1:
             return value.shape[-1] if value.dim() == 1 else value.shape[0]
     return None
+
+
+def _is_decode_batch(ctx) -> bool:
+    """Our attention metadata says whether every request has one query token."""
+    metadata = ctx.attn_metadata
+    first = next(iter(metadata.values()), None) if isinstance(metadata, dict) and metadata else None
+    return bool(getattr(first, "decode_only", False))
 
 
 class GraphFallbacks:
@@ -100,10 +108,10 @@ class NPUGraphWrapper(torch.nn.Module):
         if ctx.cudagraph_runtime_mode != CUDAGraphMode.FULL or desc is None:
             if self.serving:
                 n = desc.num_tokens if desc is not None else _num_tokens(args, kwargs)
-                if desc is not None and not desc.uniform:
+                if not _is_decode_batch(ctx):
                     self.fallbacks.record("a prefill or mixed batch (graphs serve decode batches)")
                 elif n is not None and n > self.max_capture_size:
-                    self.fallbacks.record(f"batch of more than {self.max_capture_size} tokens (the largest captured size)")
+                    self.fallbacks.record(f"decode batch of more than {self.max_capture_size} tokens (the largest captured size)")
                 else:
                     self.fallbacks.record("a batch the graphs don't serve (graphs off for it)")
             return self.runnable(*args, **kwargs)

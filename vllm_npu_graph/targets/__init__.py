@@ -7,9 +7,8 @@ Ascend device is really present and otherwise leaves the machine to vLLM's own p
 import functools
 import os
 
+from vllm_npu_graph.envs import TARGET as ENV_VAR
 from vllm_npu_graph.targets.base import Target, TargetError
-
-ENV_VAR = "VLLM_NPU_GRAPH_TARGET"
 TARGET_NAMES = ("auto", "npu", "host")
 
 

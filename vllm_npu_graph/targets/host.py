@@ -9,6 +9,7 @@ import os
 import psutil
 import torch
 
+from vllm_npu_graph import envs
 from vllm_npu_graph.compilation.frozen_values import FrozenForwardContext, no_host_sync, violation
 from vllm_npu_graph.targets.base import Target, refresh_static_inputs
 
@@ -44,7 +45,7 @@ class HostTarget(Target):
     device_name = "cpu"
     dispatch_key = "CPU"
     dist_backend = "gloo"
-    device_control_env_var = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
+    device_control_env_var = envs.HOST_VISIBLE_DEVICES
     pin_memory = False
     default_kernels = "reference"
     max_graph_sizes = 16  # as on the NPU: the stand-in holds as many graphs as the device would

@@ -1,0 +1,23 @@
+"""The plugin's own environment variables, documented in one place.
+
+vLLM checks every `VLLM_*` variable against its own list (and refuses to start on an
+unknown one in its strict mode); our platform's `validate_environ` accepts these and
+reports a misspelt `VLLM_NPU_GRAPH_*` one with the valid names.
+"""
+
+PREFIX = "VLLM_NPU_GRAPH_"
+TARGET = "VLLM_NPU_GRAPH_TARGET"
+STRICT_GRAPHS = "VLLM_NPU_GRAPH_STRICT_GRAPHS"
+FAIL_CAPTURE_SIZES = "VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES"
+HOST_VISIBLE_DEVICES = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
+CACHE = "VLLM_NPU_GRAPH_CACHE"
+DEMO_PORT = "VLLM_NPU_GRAPH_DEMO_PORT"
+
+ENVIRONMENT_VARIABLES = {
+    TARGET: "auto (default) | npu | host: which target the plugin drives",
+    STRICT_GRAPHS: "1: a host graph that would behave differently from a device graph is an error (tests)",
+    FAIL_CAPTURE_SIZES: "comma-separated capture sizes whose capture fails on purpose (fault injection)",
+    HOST_VISIBLE_DEVICES: "the host target's device-control variable (vLLM sets it per worker)",
+    CACHE: "folder for the embedded model and run reports (default ~/.cache/vllm-npu-graph)",
+    DEMO_PORT: "port of `vllm-npu-graph demo`'s server (default 8765)",
+}
