@@ -118,7 +118,7 @@ class NPUTarget(Target):
         return LaunchTable(vector_programs=props["num_vectorcore"], cube_programs=props["num_aicore"],
                            live_bytes=96 * 1024)
 
-    def native_fused_ops(self) -> dict:
+    def native_ops(self, kernels: str) -> dict:
         """torch_npu's fused ops for the ops our passes emit (documented signatures:
         npu_rms_norm(x, gamma, epsilon) -> (y, rstd); npu_add_rms_norm(x1, x2, gamma,
         epsilon) -> (y, rstd, x_sum); npu_swiglu(x, dim=-1) -> y)."""
