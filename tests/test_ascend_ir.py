@@ -23,7 +23,8 @@ def result(tmp_path_factory):
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run([str(PYTHON), "-m", "vllm_npu_graph.ascend_ir", "--json", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
-    assert out.exists(), f"the check did not finish (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert out.exists(), f"the check did not finish (rc {proc.returncode}):\n{tail}"
     data = json.loads(out.read_text())
     data["rc"], data["stdout"] = proc.returncode, proc.stdout
     return data
@@ -50,7 +51,7 @@ def test_check_covers_every_kernel_and_the_shape_range(result):
 
 
 def test_dot_kernels_reach_the_cube_cores_and_vector_kernels_stay_on_vector_cores(result):
-    for r in result["rows"]:
+    for r in (r for r in result["rows"] if r["lowered"]):  # failures: the test above
         if r["uses_dot"]:
             assert r["mix_mode"] in ("aic", "mix") and r["matmuls"] > 0, r
         else:

@@ -37,7 +37,8 @@ def called_jit(kernel) -> list:
     from triton.runtime.jit import JITFunction
 
     words = set(kernel.src.replace("(", " ").replace(",", " ").split())
-    return [v for k, v in kernel.fn.__globals__.items() if isinstance(v, JITFunction) and k in words and v is not kernel]
+    return [v for k, v in kernel.fn.__globals__.items()
+            if isinstance(v, JITFunction) and k in words and v is not kernel]
 
 
 def unlaunched(launched) -> list:

@@ -175,6 +175,7 @@ def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, 
         qkv.stride(0), cos_sin_cache.stride(0), q.stride(0), k.stride(0), v.stride(0), *cache_strides, eps,
         HQ=num_heads, HKV=num_kv_heads, D=head_size, HALF_PAD=triton.next_power_of_2(rot // 2),
         TAIL_PAD=triton.next_power_of_2(max(1, head_size - rot)), HB=head_block, ROT=rot,
-        HAS_Q_NORM=q_norm_weight is not None, HAS_K_NORM=k_norm_weight is not None, WRITE_KV=write, BLOCK=kv_cache.shape[2] if write else 1,
+        HAS_Q_NORM=q_norm_weight is not None, HAS_K_NORM=k_norm_weight is not None, WRITE_KV=write,
+        BLOCK=kv_cache.shape[2] if write else 1,
     )
     return q, k, v
