@@ -112,11 +112,10 @@ class NPUTarget(Target):
         kernels, AI cores for kernels with tl.dot."""
         import triton
 
-        from vllm_npu_graph.kernels.launch import LaunchTable
+        from vllm_npu_graph.kernels.launch import ascend_table
 
         props = triton.runtime.driver.active.utils.get_device_properties(torch.npu.current_device())
-        return LaunchTable(vector_programs=props["num_vectorcore"], cube_programs=props["num_aicore"],
-                           live_bytes=96 * 1024)
+        return ascend_table(vector_cores=props["num_vectorcore"], ai_cores=props["num_aicore"])
 
     def native_ops(self, kernels: str) -> dict:
         """torch_npu's fused ops for the ops our passes emit (documented signatures:
