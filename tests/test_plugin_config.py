@@ -24,6 +24,7 @@ def test_valid_option_is_read():
         ({"npu_graph": {"host_kv_cache_gib": -1}}, "must be > 0"),
         ({"npu_graph": [1]}, "must be a JSON object"),
         ({"npu_graph": {"kernels": "cuda"}}, "must be one of auto, native, reference, triton"),
+        ({"npu_graph": {"host_threads": -1}}, "must be >= 0"),
     ],
 )
 def test_invalid_options_name_the_fix(raw, message):

@@ -88,6 +88,9 @@ class Target(ABC):
             self.capturing = False
             self.synchronize()
 
+    def set_compute_threads(self, requested: int, ranks: int) -> None:
+        """Host threads for this rank's compute (devices compute elsewhere: default none)."""
+
     def measure_peak(self, fn) -> tuple[object, int]:
         """fn()'s result and the most bytes it held on the device above the start."""
         before = self.memory_in_use()

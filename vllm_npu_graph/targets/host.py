@@ -11,7 +11,10 @@ import torch
 
 from vllm_npu_graph import envs
 from vllm_npu_graph.compilation.frozen_values import FrozenForwardContext, no_host_sync, violation
+from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets.base import Target, refresh_static_inputs
+
+logger = get_logger(__name__)
 
 
 class HostGraph:
@@ -90,6 +93,17 @@ class HostTarget(Target):
         torch.accelerator.synchronize = synchronize
         torch.accelerator.empty_cache = empty_cache
         torch.accelerator.empty_host_cache = empty_host_cache
+
+    def set_compute_threads(self, requested: int, ranks: int) -> None:
+        """`host_threads` threads per rank when set (vLLM serves with one: OpenMP threads
+        spin, and the front end and scheduler need a core too), capped by the cores
+        this process may run on."""
+        if not requested:
+            return
+        threads = min(requested, max(1, len(os.sched_getaffinity(0)) // max(1, ranks)))
+        logger.info("npu_graph: %d compute thread(s) per rank on the host target (host_threads=%d).",
+                    threads, requested)
+        torch.set_num_threads(threads)
 
     def native_ops(self, kernels: str) -> dict:
         if kernels != "native":

@@ -58,6 +58,13 @@ class NPUGraphWorker(Worker):
         interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
         logger.info("npu_graph: kernels (attention and fused ops): %s%s", choice, " (Triton CPU interpreter)" if interpreted else "")
 
+    def load_model(self, *args, **kwargs) -> None:
+        """vLLM sets serving's thread count at the end of load_model (before profiling and
+        compiling, whose guards include it); the target's choice replaces it there."""
+        super().load_model(*args, **kwargs)
+        self.target.set_compute_threads(plugin_config(self.vllm_config).host_threads,
+                                        self.parallel_config.world_size)
+
     def _make_model_runner(self) -> NPUGraphModelRunner:
         return NPUGraphModelRunner(self.vllm_config, self.device)
 
