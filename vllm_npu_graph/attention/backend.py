@@ -3,8 +3,8 @@
 Metadata stays in device tensors (query_start_loc, seq_lens, block_table,
 slot_mapping). Decode batches read nothing else, so a graph captured for one replays
 any decode batch of its size at any context length; prefill and mixed batches also use
-host ints (grid sizes) and run eagerly. The KV-cache write is a separate op (`forward_includes_kv_cache_update`
-is False), which is what lets a fusion pass fold RoPE into it later.
+host ints (grid sizes) and run eagerly. The KV-cache write is a separate op
+(`forward_includes_kv_cache_update` is False), which lets a pass fold RoPE into it.
 """
 
 from dataclasses import dataclass

@@ -26,6 +26,9 @@ def _(key, value, kv_cache, slot_mapping) -> None:
     return None
 
 
+# Attention of each request's query rows over its cached sequence; rows of no request
+# are zero. max_query_len == 1 marks a decode batch; max_seq_len is a host hint (0 in
+# graphs: kernels bound the context by the block table's width).
 @torch.library.custom_op("npu_graph::paged_attention", mutates_args=())
 def paged_attention(
     query: torch.Tensor, kv_cache: torch.Tensor, query_start_loc: torch.Tensor, seq_lens: torch.Tensor,
