@@ -74,3 +74,16 @@ def test_linear_pass_routes_weight_matmuls_and_leaves_others():
     assert torch.ops.aten.mm.default in calls and torch.ops.aten.add.Tensor in calls
     for got, want in zip(gm(*args), expected):
         torch.testing.assert_close(got, want)
+
+
+def test_native_fused_ops_equal_the_references():
+    from vllm_npu_graph.kernels import fused_reference as fused
+
+    x, r, w = torch.randn(5, 576), torch.randn(5, 576), torch.randn(576)
+    x0, r0 = x.clone(), r.clone()
+    torch.testing.assert_close(host_native.rms_norm(x, w, 1e-5), fused.rms_norm(x, w, 1e-5), atol=1e-5, rtol=1e-5)
+    for got, want in zip(host_native.add_rms_norm(x, r, w, 1e-6), fused.add_rms_norm(x, r, w, 1e-6)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    gate_up = torch.randn(5, 2 * 1536)
+    torch.testing.assert_close(host_native.swiglu(gate_up), fused.swiglu(gate_up), atol=1e-5, rtol=1e-5)
+    assert torch.equal(x, x0) and torch.equal(r, r0)  # inputs untouched (our ops are functional)

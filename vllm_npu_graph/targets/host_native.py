@@ -3,6 +3,7 @@ are the NPU's. Our custom ops dispatch here when the host's kernels choice is `n
 
 - Linear layers: weights pre-packed once for oneDNN (`create_onednn_mm_handler`), then
   `onednn_mm` per call: 2-3x faster than an unpacked GEMM at decode sizes here.
+- RMSNorm, add+RMSNorm, SwiGLU (the fusion passes' ops): vLLM's C++ kernels.
 - Paged attention and the KV-cache write: vLLM's C++ CPU attention. It reads every
   length from the tensors (its work schedule is built from `seq_lens` inside the op,
   per call), so a decode graph replays it at any context. Its cache keeps a block's
@@ -70,5 +71,26 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
     return out
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    out = torch.empty_like(x)
+    torch.ops._C.rms_norm(out, x.contiguous(), weight, eps)
+    return out
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float):
+    """(rms_norm(x + residual), x + residual) from vLLM's in-place op, on copies (ours is
+    functional)."""
+    normed, summed = x.contiguous().clone(), residual.contiguous().clone()
+    torch.ops._C.fused_add_rms_norm(normed, summed, weight, eps)
+    return normed, summed
+
+
+def swiglu(x: torch.Tensor) -> torch.Tensor:
+    out = x.new_empty(*x.shape[:-1], x.shape[-1] // 2)
+    torch.ops._C.silu_and_mul(out, x.contiguous())
+    return out
+
+
 def native_ops() -> dict:
-    return {"linear": linear, "paged_attention": paged_attention, "write_kv_cache": write_kv_cache}
+    return {"linear": linear, "paged_attention": paged_attention, "write_kv_cache": write_kv_cache,
+            "rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu}
