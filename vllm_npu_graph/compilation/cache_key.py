@@ -9,6 +9,7 @@ identity, dtype, passes and their options, kernels choice, capture sizes and gra
 and our environment variables.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -90,6 +91,26 @@ def weights_identity(model: str) -> str:
     return _sha("|".join(parts)) if parts else "none"
 
 
+# Cache-config fields the engine fills in at start-up from the memory it finds (KV-cache
+# size, concurrency) or from our attention backend (layout): vLLM hashes them, so its own
+# hash of one configuration differs between the front end and the engine, and between
+# starts with different free memory. Our key hashes the configuration as given.
+RUNTIME_CACHE_FIELDS = ("num_gpu_blocks", "num_cpu_blocks", "kv_cache_size_tokens", "kv_cache_max_concurrency",
+                        "hash_block_size", "cache_hit_alignment_tokens", "kv_cache_layout",
+                        "effective_attention_block_size")
+
+
+def engine_config_hash(vllm_config) -> str:
+    """VllmConfig.compute_hash() without the start-up-derived cache fields."""
+    cache = copy.copy(vllm_config.cache_config)
+    for name in RUNTIME_CACHE_FIELDS:
+        if hasattr(cache, name):
+            object.__setattr__(cache, name, None)
+    view = copy.copy(vllm_config)
+    object.__setattr__(view, "cache_config", cache)
+    return view.compute_hash()
+
+
 def key_components(vllm_config, target, options, sources: dict | None = None) -> dict[str, str]:
     """Named components of the key, each a short string; equal dicts mean equal keys."""
     from vllm_npu_graph.passes import enabled_passes
@@ -115,7 +136,7 @@ def key_components(vllm_config, target, options, sources: dict | None = None) ->
         "cudagraph_mode": str(compilation.cudagraph_mode.name if compilation.cudagraph_mode is not None else None),
         "env": json.dumps({k: os.environ.get(k, "") for k in KEY_ENV_VARS}, sort_keys=True),
         # Everything else vLLM says shapes the graph (max_model_len, parallelism, ...).
-        "vllm_config": vllm_config.compute_hash(),
+        "vllm_config": engine_config_hash(vllm_config),
     }
     return components
 
