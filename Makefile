@@ -6,7 +6,11 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv model npu-contract demo test clean
+# triton-ascend *is* the `triton` package, so it gets a venv of its own (never .venv).
+VENV_ASCEND := .venv-ascend
+STAMP_ASCEND := $(VENV_ASCEND)/.installed
+
+.PHONY: venv ascend-venv ascend-ir model npu-contract demo test clean
 
 venv: $(STAMP)
 
@@ -25,6 +29,22 @@ $(STAMP): pyproject.toml Makefile packaging/vllm-name-alias/pyproject.toml
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)
 
+# triton-ascend's compiler front end (runs without CANN or an NPU), CPU torch, and
+# pybind11, which its Ascend backend imports at load. Our package is not installed
+# there: the check runs from the checkout (PYTHONPATH).
+ascend-venv: $(STAMP_ASCEND)
+
+$(STAMP_ASCEND): Makefile
+	test -x $(VENV_ASCEND)/bin/python || $(PYTHON) -m venv $(VENV_ASCEND)
+	$(VENV_ASCEND)/bin/pip install -q --upgrade pip
+	$(VENV_ASCEND)/bin/pip install -q torch==2.13.0 triton-ascend==3.2.0 pybind11
+	touch $(STAMP_ASCEND)
+
+# Lower every kernel specialisation through triton-ascend and refresh the committed
+# report (table, per-specialisation JSON, one representative IR per kernel).
+ascend-ir: ascend-venv
+	PYTHONPATH=$(CURDIR) $(VENV_ASCEND)/bin/python -m vllm_npu_graph.ascend_ir --out bench/results/ascend-ir
+
 model: venv
 	$(PY) -m vllm_npu_graph.models build-default
 
@@ -36,8 +56,8 @@ npu-contract: venv
 demo: model
 	$(VENV)/bin/vllm-npu-graph demo
 
-test: model npu-contract
+test: model npu-contract ascend-venv
 	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_ASCEND)

@@ -3,7 +3,7 @@ on the last stdout line; run in a subprocess so tests can check the engine's log
 
 Modes: graph (captured sizes 1,2,4,8,16), eager, triton (eager with our Triton
 attention kernels; on the host target they run in the CPU interpreter), triton-graph
-(graph mode with them, sizes 1,2,4), passes (graph mode with every fusion pass forced
+(graph mode with them, sizes 1,2,3), passes (graph mode with every fusion pass forced
 on). A batch spec is a number of prompts, or `long` / `mid` (prompts of 1,490, 700 and 30
 or of 700 and 30 tokens: long contexts decoded in one captured size, with chunked
 prefill beside decodes). Prefix caching is on; max_model_len is 2,048."""
@@ -21,12 +21,14 @@ TRITON = {"npu_graph": {"kernels": "triton"}}
 MODES = {
     "graph": dict(compilation_config={"cudagraph_mode": "FULL", "cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
     "eager": dict(enforce_eager=True),
+    "eager-reference": dict(enforce_eager=True, additional_config={"npu_graph": {"kernels": "reference"}}),
     "triton": dict(enforce_eager=True, additional_config=TRITON),
-    "triton-graph": dict(additional_config=TRITON, compilation_config={"cudagraph_capture_sizes": [1, 2, 4]}),
+    "triton-graph": dict(additional_config=TRITON, compilation_config={"cudagraph_capture_sizes": [1, 2, 3]}),
     # One captured size: larger batches run the compiled graph eagerly (and a graph first
     # traced at one token must not be specialised to it).
     "passes": dict(compilation_config={"cudagraph_capture_sizes": [1]},
-                   additional_config={"npu_graph": {"passes": dict.fromkeys(PASS_NAMES, True)}}),
+                   additional_config={"npu_graph": {"kernels": "reference",
+                                                    "passes": dict.fromkeys(PASS_NAMES, True)}}),
 }
 LENGTHS = {"long": [1490, 700, 30], "mid": [700, 30]}
 

@@ -37,12 +37,12 @@ def test_capture_sizes_are_capped():
 
     from vllm_npu_graph.platform import limit_capture_sizes
 
-    compilation = SimpleNamespace(cudagraph_capture_sizes=[1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64])
-    limit_capture_sizes(compilation, 4)
-    assert compilation.cudagraph_capture_sizes[0] == 1 and compilation.cudagraph_capture_sizes[-1] == 64
-    assert len(compilation.cudagraph_capture_sizes) == 4
-    limit_capture_sizes(compilation, 0)
-    assert len(compilation.cudagraph_capture_sizes) == 4
+    compilation = SimpleNamespace(cudagraph_capture_sizes=[1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 128])
+    limit_capture_sizes(compilation, 4, max_num_seqs=64)  # decode graphs never exceed max_num_seqs
+    assert compilation.cudagraph_capture_sizes == [1, 6, 21, 64]  # worst padding 2.05x (22 -> 64)
+    assert compilation.max_cudagraph_capture_size == 64
+    limit_capture_sizes(compilation, 0, max_num_seqs=64)
+    assert compilation.cudagraph_capture_sizes == [1, 6, 21, 64]
 
 
 def test_npu_target_through_the_fake_torch_npu():

@@ -11,10 +11,10 @@ from test_graph_mode import run_driver
 # before our passes. Norms: the first input norm has no residual; every other norm
 # (post-attention, next input, final) adds one; Qwen3 adds q/k norms per layer (counted
 # by rms_norm, then folded into qkv_rope). One SwiGLU, QKV+RoPE, RoPE+KV write and
-# attention per layer.
+# attention per layer; four linear layers per layer (QKV, output, gate/up, down).
 def expected(layers: int, qk_norm: bool) -> dict:
     return {"noop": 0, "rms_norm": 1 + 2 * layers * qk_norm, "add_rms_norm": 2 * layers, "swiglu": layers,
-            "qkv_rope": layers, "rope_kv_write": layers, "attention": layers}
+            "qkv_rope": layers, "rope_kv_write": layers, "attention": layers, "linear": 4 * layers}
 
 
 EXPECTED = {
@@ -34,5 +34,5 @@ def test_pass_counts_and_tokens(arch, tiny_model, default_model):
     counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[0].split("npu_graph passes:")[1].split("[")[0])}
     assert counts == EXPECTED[arch], lines[0]
     if arch in ("qwen3", "smollm2"):  # tokens against eager mode (an engine start each)
-        eager, _ = run_driver(model, "eager", batches="1,3", max_tokens=8)
+        eager, _ = run_driver(model, "eager-reference", batches="1,3", max_tokens=8)
         assert fused == eager

@@ -23,7 +23,7 @@ def test_valid_option_is_read():
         ({"npu_graph": {"host_kv_cache_gib": True}}, "must be float"),
         ({"npu_graph": {"host_kv_cache_gib": -1}}, "must be > 0"),
         ({"npu_graph": [1]}, "must be a JSON object"),
-        ({"npu_graph": {"kernels": "cuda"}}, "must be one of auto, reference, triton"),
+        ({"npu_graph": {"kernels": "cuda"}}, "must be one of auto, native, reference, triton"),
     ],
 )
 def test_invalid_options_name_the_fix(raw, message):

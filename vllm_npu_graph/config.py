@@ -16,7 +16,7 @@ SUPPORTED_ARCHITECTURES = (
 )
 
 
-KERNEL_CHOICES = ("auto", "reference", "triton")
+KERNEL_CHOICES = ("auto", "native", "reference", "triton")
 
 
 class PluginConfigError(ValueError):
@@ -30,8 +30,9 @@ class NPUGraphConfig:
     host_kv_cache_gib: float = 1.0
     # Folder to write the decoder graph before and after our passes ("" = off).
     dump_graph_dir: str = ""
-    # Attention kernels: "auto" (NPU: triton, host: reference), "reference", "triton"
-    # (on the host target the Triton kernels run in the CPU interpreter: slow, for parity).
+    # Attention kernels: "auto" (NPU: triton, host: native), "native" (host: vLLM's CPU
+    # build's attention and packed GEMMs), "reference", "triton" (on the host target the
+    # Triton kernels run in the CPU interpreter: slow, for parity).
     kernels: str = "auto"
     # Most padded sizes to capture graphs for (0 = the target's default; NPU: 16, since
     # every ACL graph holds stream resources and too many fail with error 207008).

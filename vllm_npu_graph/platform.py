@@ -118,6 +118,7 @@ class NPUGraphPlatform(Platform):
         """Validate our options and wire our worker. Runs in several processes: it
         must be idempotent."""
         options = plugin_config(vllm_config)  # raises on invalid options
+        check_kernels_and_passes(options)
         if options.kernels == "triton":
             _target.prepare_triton()  # before engine processes spawn and import Triton
         model = vllm_config.model_config
@@ -167,6 +168,22 @@ class NPUGraphPlatform(Platform):
     @classmethod
     def get_compile_backend(cls) -> str:
         return COMPILER_QUALNAME
+
+
+def check_kernels_and_passes(options) -> None:
+    """Choices that can't work together on this target, refused before weights load."""
+    from vllm_npu_graph.config import PluginConfigError
+    from vllm_npu_graph.passes import enabled_passes
+
+    kernels = _target.default_kernels if options.kernels == "auto" else options.kernels
+    if kernels == "native" and _target.name != "host":
+        raise PluginConfigError(
+            'additional_config["npu_graph"]["kernels"] = "native" is the host target\'s (vLLM\'s CPU ops); '
+            f"on the {_target.name} target use auto, triton or reference.")
+    if kernels == "native" and any(p.NAME == "rope_kv_write" for p in enabled_passes(_target.name, options.passes)):
+        raise PluginConfigError(
+            'the rope_kv_write pass writes the KV cache in our kernels\' format, which the host\'s native attention '
+            'does not read: switch it off ("passes": {"rope_kv_write": false}) or use "kernels": "reference" or "triton".')
 
 
 def configure_graph_mode(vllm_config, options) -> None:

@@ -80,7 +80,7 @@ def test_fused_ops_dispatch_to_torch_npu(fake_npu):
     from vllm_npu_graph.kernels import fused_reference as ref
     from vllm_npu_graph.ops import fused, kernel_choice  # noqa: F401
 
-    kernel_choice.configure(None, target.native_fused_ops())
+    kernel_choice.configure(None, target.native_ops("triton"))
     try:
         fake.CALLS.clear()
         x, r, w = torch.randn(3, 16), torch.randn(3, 16), torch.rand(16) + 0.5

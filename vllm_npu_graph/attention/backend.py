@@ -169,6 +169,9 @@ class NPUGraphAttentionBackend(AttentionBackend):
 
     @classmethod
     def supported_kv_cache_layouts(cls) -> tuple[KVCacheLayout, ...]:
-        # Per layer [blocks, block_size, kv_heads, 2*head_size] in memory: one token's
-        # heads are contiguous, so the cache write and the block gather are dense.
-        return (KVCacheLayout.LBNHC,)
+        # The target's physical layout. NPU: [blocks, block_size, kv_heads, 2*head_size]
+        # (one token's heads contiguous: dense cache write and block gather); host:
+        # head-major, as vLLM's CPU attention (the host's native kernel) reads it.
+        from vllm_npu_graph.targets import get_target
+
+        return (KVCacheLayout[get_target().kv_cache_layout],)

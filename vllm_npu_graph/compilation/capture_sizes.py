@@ -25,8 +25,9 @@ def worst_padding(kept: list[int]) -> tuple[float, int]:
 
 def _greedy(largest: int, ratio: float) -> list[int]:
     """Fewest sizes covering 1 .. largest with padding <= ratio: each kept size is as
-    large as the smallest batch it must serve allows."""
-    kept, b = [], 1
+    large as the smallest batch it must serve allows. Size 1 is always kept: a lone
+    request is the latency case, and doubling its work would be the worst trade."""
+    kept, b = [1], 2
     while b <= largest:
         s = min(largest, int(b * (1 + ratio) + 1e-9))
         kept.append(s)
@@ -36,7 +37,8 @@ def _greedy(largest: int, ratio: float) -> list[int]:
 
 def choose_capture_sizes(sizes: list[int], limit: int | None, largest: int | None = None) -> list[int]:
     """At most `limit` sizes (any integers up to the largest) with the smallest worst
-    padding; the largest size is always kept so every batch up to it has a graph.
+    padding; size 1 and the largest size are always kept, so every batch up to it has
+    a graph.
     `largest` caps the sizes (decode batches never exceed max_num_seqs)."""
     sizes = sorted(set(sizes))
     sizes = [s for s in sizes if largest is None or s <= largest] or sizes[:1]

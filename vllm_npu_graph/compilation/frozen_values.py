@@ -166,8 +166,9 @@ class _HostSyncWatch(TorchDispatchMode):
         if func in _SYNC_OPS:
             violation(f"host sync during graph capture ({func.__name__} in {_caller()}); "
                       "a device graph can't read device data on the host while capturing")
-        if func.namespace not in ("aten", "prim", "prims"):
+        if func.namespace not in ("aten", "prim", "prims") and not func.namespace.startswith("_C"):
             # A custom op's Python body runs below this mode: keep watching inside it.
+            # (vLLM's C++ ops, `_C*`, are kernels: what they read is device-side.)
             with self:
                 return func.redispatch(_CPU_ONLY, *args, **kwargs)
         return func(*args, **kwargs)

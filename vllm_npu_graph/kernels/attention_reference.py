@@ -19,19 +19,23 @@ def write_kv_cache(
     key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor
 ) -> None:
     """Store each token's key/value at its slot; slot -1 marks a padding token. No host
-    read: padding rows rewrite slot 0 with the value it already holds (vLLM's block 0
-    is its null block, which no request writes)."""
+    read: a padding row repeats the first real row's write (same slot, same data), or,
+    when no row is real, rewrites slot 0 with what it holds."""
     head_size = key.shape[-1]
     n = slot_mapping.shape[0]
-    slots = slot_mapping.long()
-    valid = (slots >= 0)[:, None, None]
-    slots = slots.clamp(min=0)
+    if n == 0:
+        return
+    valid = slot_mapping >= 0
+    first_real = valid.int().argmax()
+    rows = torch.where(valid, torch.arange(n, device=valid.device), first_real)
+    slots = slot_mapping.long()[rows].clamp(min=0)
     block_size = kv_cache.shape[2]
     cache = _token_major(kv_cache)
     blocks, offsets = slots // block_size, slots % block_size
+    any_real = valid.any()
     old = cache[blocks, offsets]
-    cache[blocks, offsets, :, :head_size] = torch.where(valid, key[:n].to(cache.dtype), old[..., :head_size])
-    cache[blocks, offsets, :, head_size:] = torch.where(valid, value[:n].to(cache.dtype), old[..., head_size:])
+    cache[blocks, offsets, :, :head_size] = torch.where(any_real, key[:n][rows].to(cache.dtype), old[..., :head_size])
+    cache[blocks, offsets, :, head_size:] = torch.where(any_real, value[:n][rows].to(cache.dtype), old[..., head_size:])
 
 
 def gather_kv(

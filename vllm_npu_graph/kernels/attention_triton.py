@@ -166,10 +166,14 @@ def _prefill_kernel(
 ):
     """One task per (request, KV head, block of TOKENS query tokens). Its rows are the
     TOKENS x G_PAD (token, query head of the group) pairs, so each KV tile is loaded
-    once for the whole GQA group."""
+    once for the whole GQA group. q and out move as [TOKENS, G_PAD, D_PAD] blocks
+    reshaped to and from those rows: a strided block per task, where row-indexed
+    pointers (token = row // G_PAD) become scalar loops on Ascend."""
     r = tl.arange(0, TOKENS * G_PAD)
     g = r % G_PAD
-    d = tl.arange(0, D_PAD)
+    tok3 = tl.arange(0, TOKENS)[:, None, None]
+    g3 = tl.arange(0, G_PAD)[None, :, None]
+    d3 = tl.arange(0, D_PAD)[None, None, :]
     for task in range(tl.program_id(0), num_seqs * num_kv_heads * m_blocks, tl.num_programs(0)):
         seq = task // (num_kv_heads * m_blocks)
         kv_head = (task // m_blocks) % num_kv_heads
@@ -181,10 +185,12 @@ def _prefill_kernel(
             context = seq_len - q_len
             rows = mb * TOKENS + r // G_PAD
             row_ok = (rows < q_len) & (g < GROUP)
-            head = kv_head * GROUP + g
             qpos = context + rows
-            mask = row_ok[:, None] & (d[None, :] < D)
-            q = tl.load(q_ptr + (q_start + rows)[:, None] * s_qt + head[:, None] * s_qh + d[None, :], mask=mask, other=0.0)
+            tok = mb * TOKENS + tok3
+            mask3 = (tok < q_len) & (g3 < GROUP) & (d3 < D)
+            head3 = kv_head * GROUP + g3
+            q = tl.load(q_ptr + (q_start + tok) * s_qt + head3 * s_qh + d3, mask=mask3, other=0.0)
+            q = tl.reshape(q, [TOKENS * G_PAD, D_PAD])
             m = tl.full([TOKENS * G_PAD], -1e30, tl.float32)
             l = tl.zeros([TOKENS * G_PAD], tl.float32)
             acc = tl.zeros([TOKENS * G_PAD, D_PAD], tl.float32)
@@ -200,8 +206,8 @@ def _prefill_kernel(
                     m, l, acc = _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale,
                                              m, l, acc, D, D_PAD, TILE, UPCAST)
             out = tl.where(l[:, None] > 0, acc / tl.where(l > 0, l, 1.0)[:, None], 0.0)
-            tl.store(out_ptr + (q_start + rows)[:, None] * s_ot + head[:, None] * s_oh + d[None, :],
-                     out.to(out_ptr.dtype.element_ty), mask=mask)
+            tl.store(out_ptr + (q_start + tok) * s_ot + head3 * s_oh + d3,
+                     tl.reshape(out, [TOKENS, G_PAD, D_PAD]).to(out_ptr.dtype.element_ty), mask=mask3)
 
 
 def decode_splits(table: LaunchTable, tasks: int, block: int, bound: int) -> int:

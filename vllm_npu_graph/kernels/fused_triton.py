@@ -68,59 +68,92 @@ def swiglu(x, *, table: LaunchTable):
 
 
 @triton.jit
+def _pieces(base, offs, rows, HALF: tl.constexpr, HALF_PAD: tl.constexpr, ROT: tl.constexpr, D: tl.constexpr,
+            TAIL_PAD: tl.constexpr):
+    """Loads the three pieces of the heads at base + offs ([HB, 1]; rows masks them): the
+    rotary halves [0, ROT/2), [ROT/2, ROT) and the unrotated tail [ROT, D), as fp32."""
+    c = tl.arange(0, HALF_PAD)[None, :]
+    x1 = tl.load(base + offs + c, mask=rows & (c < HALF), other=0.0).to(tl.float32)
+    x2 = tl.load(base + offs + HALF + c, mask=rows & (c < HALF), other=0.0).to(tl.float32)
+    if ROT < D:
+        e = tl.arange(0, TAIL_PAD)[None, :]
+        xt = tl.load(base + offs + ROT + e, mask=rows & (e < D - ROT), other=0.0).to(tl.float32)
+    else:
+        xt = tl.zeros([1, TAIL_PAD], tl.float32)
+    return x1, x2, xt
+
+
+@triton.jit
+def _store_pieces(base, offs, rows, y1, y2, yt, HALF: tl.constexpr, HALF_PAD: tl.constexpr, ROT: tl.constexpr,
+                  D: tl.constexpr, TAIL_PAD: tl.constexpr):
+    """Stores the pieces `_pieces` loads, in base's dtype."""
+    c = tl.arange(0, HALF_PAD)[None, :]
+    ty = base.dtype.element_ty
+    tl.store(base + offs + c, y1.to(ty), mask=rows & (c < HALF))
+    tl.store(base + offs + HALF + c, y2.to(ty), mask=rows & (c < HALF))
+    if ROT < D:
+        e = tl.arange(0, TAIL_PAD)[None, :]
+        tl.store(base + offs + ROT + e, yt.to(ty), mask=rows & (e < D - ROT))
+
+
+@triton.jit
+def _head_norm(x, inv, w, rows, dtype_ptr):
+    """Per-head RMSNorm on the selected rows, rounded like the unfused path (which
+    writes the normed head in the input dtype)."""
+    return tl.where(rows, (x * inv * w).to(dtype_ptr.dtype.element_ty).to(tl.float32), x)
+
+
+@triton.jit
 def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, v_ptr, kv_ptr, slot_ptr,
                      tokens, num_slots, s_t, s_cache, s_q, s_k, s_v, s_cb, s_ch, s_cn, eps,
-                     HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr,
-                     HB: tl.constexpr, ROT: tl.constexpr, HAS_Q_NORM: tl.constexpr, HAS_K_NORM: tl.constexpr,
-                     WRITE_KV: tl.constexpr, BLOCK: tl.constexpr):
+                     HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, HALF_PAD: tl.constexpr,
+                     TAIL_PAD: tl.constexpr, HB: tl.constexpr, ROT: tl.constexpr, HAS_Q_NORM: tl.constexpr,
+                     HAS_K_NORM: tl.constexpr, WRITE_KV: tl.constexpr, BLOCK: tl.constexpr):
     """One task per (token, block of HB heads) over the q, k and v heads: split, per-head
-    norm, RoPE; with WRITE_KV, k and v heads also go to their KV-cache slot (-1 = padding)."""
-    d = tl.arange(0, D_PAD)[None, :]
-    in_head = d < D
-    half = ROT // 2
-    # partner feature for rotate-half: d < half pairs with d + half, and back.
-    partner = tl.where(d < half, d + half, d - half)
-    rotated = d < ROT
-    j = tl.where(d < half, d, d - half)
+    norm, RoPE; with WRITE_KV, k and v heads also go to their KV-cache slot (-1 = padding).
+    Rotate-half pairs feature i with i + ROT/2, so each head is handled as its two
+    rotary halves (plus the unrotated tail): every access stays a strided block, where
+    gathering each feature's partner is a scalar loop on Ascend."""
+    HALF: tl.constexpr = ROT // 2
     heads = HQ + 2 * HKV
     blocks = tl.cdiv(heads, HB)
+    everywhere = tl.full([1, 1], 1, tl.int1)
     if HAS_Q_NORM:
-        qw = tl.load(qw_ptr + d, mask=in_head, other=0.0).to(tl.float32)
-        qwp = tl.load(qw_ptr + partner, mask=rotated, other=0.0).to(tl.float32)
+        qw1, qw2, qwt = _pieces(qw_ptr, 0, everywhere, HALF, HALF_PAD, ROT, D, TAIL_PAD)
     if HAS_K_NORM:
-        kw = tl.load(kw_ptr + d, mask=in_head, other=0.0).to(tl.float32)
-        kwp = tl.load(kw_ptr + partner, mask=rotated, other=0.0).to(tl.float32)
+        kw1, kw2, kwt = _pieces(kw_ptr, 0, everywhere, HALF, HALF_PAD, ROT, D, TAIL_PAD)
+    c = tl.arange(0, HALF_PAD)[None, :]
     for task in range(tl.program_id(0), tokens * blocks, tl.num_programs(0)):
         t = task // blocks
         h = (task % blocks) * HB + tl.arange(0, HB)[:, None]
         is_q = h < HQ
         is_k = (h >= HQ) & (h < HQ + HKV)
         is_v = (h >= HQ + HKV) & (h < heads)
-        src = qkv_ptr + t * s_t + h * D
-        x = tl.load(src + d, mask=(h < heads) & in_head, other=0.0).to(tl.float32)
-        xp = tl.load(src + partner, mask=(h < HQ + HKV) & rotated, other=0.0).to(tl.float32)
+        x1, x2, xt = _pieces(qkv_ptr, t * s_t + h * D, h < heads, HALF, HALF_PAD, ROT, D, TAIL_PAD)
         if HAS_Q_NORM or HAS_K_NORM:
-            inv = 1.0 / tl.sqrt(tl.sum(x * x, 1) / D + eps)[:, None]
+            inv = 1.0 / tl.sqrt((tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1) + tl.sum(xt * xt, 1)) / D + eps)[:, None]
             if HAS_Q_NORM:
-                # round like the unfused path, which writes the normed head in the input dtype
-                x = tl.where(is_q, (x * inv * qw).to(qkv_ptr.dtype.element_ty).to(tl.float32), x)
-                xp = tl.where(is_q, (xp * inv * qwp).to(qkv_ptr.dtype.element_ty).to(tl.float32), xp)
+                x1, x2 = _head_norm(x1, inv, qw1, is_q, qkv_ptr), _head_norm(x2, inv, qw2, is_q, qkv_ptr)
+                xt = _head_norm(xt, inv, qwt, is_q, qkv_ptr)
             if HAS_K_NORM:
-                x = tl.where(is_k, (x * inv * kw).to(qkv_ptr.dtype.element_ty).to(tl.float32), x)
-                xp = tl.where(is_k, (xp * inv * kwp).to(qkv_ptr.dtype.element_ty).to(tl.float32), xp)
+                x1, x2 = _head_norm(x1, inv, kw1, is_k, qkv_ptr), _head_norm(x2, inv, kw2, is_k, qkv_ptr)
+                xt = _head_norm(xt, inv, kwt, is_k, qkv_ptr)
         pos = tl.load(pos_ptr + t).to(tl.int64)
-        cos = tl.load(cache_ptr + pos * s_cache + j, mask=rotated, other=1.0).to(tl.float32)
-        sin = tl.load(cache_ptr + pos * s_cache + half + j, mask=rotated, other=0.0).to(tl.float32)
-        y = tl.where(rotated & (h < HQ + HKV), tl.where(d < half, x * cos - xp * sin, x * cos + xp * sin), x)
-        tl.store(q_ptr + t * s_q + h * D + d, y.to(q_ptr.dtype.element_ty), mask=is_q & in_head)
-        tl.store(k_ptr + t * s_k + (h - HQ) * D + d, y.to(k_ptr.dtype.element_ty), mask=is_k & in_head)
-        tl.store(v_ptr + t * s_v + (h - HQ - HKV) * D + d, y.to(v_ptr.dtype.element_ty), mask=is_v & in_head)
+        cos = tl.load(cache_ptr + pos * s_cache + c, mask=c < HALF, other=1.0).to(tl.float32)
+        sin = tl.load(cache_ptr + pos * s_cache + HALF + c, mask=c < HALF, other=0.0).to(tl.float32)
+        rotated = h < HQ + HKV
+        y1 = tl.where(rotated, x1 * cos - x2 * sin, x1)
+        y2 = tl.where(rotated, x2 * cos + x1 * sin, x2)
+        _store_pieces(q_ptr, t * s_q + h * D, is_q, y1, y2, xt, HALF, HALF_PAD, ROT, D, TAIL_PAD)
+        _store_pieces(k_ptr, t * s_k + (h - HQ) * D, is_k, y1, y2, xt, HALF, HALF_PAD, ROT, D, TAIL_PAD)
+        _store_pieces(v_ptr, t * s_v + (h - HQ - HKV) * D, is_v, y1, y2, xt, HALF, HALF_PAD, ROT, D, TAIL_PAD)
         if WRITE_KV:
             slot = tl.load(slot_ptr + t, mask=t < num_slots, other=-1).to(tl.int64)
             if slot >= 0:
-                row = kv_ptr + (slot // BLOCK) * s_cb + (slot % BLOCK) * s_cn
-                tl.store(row + (h - HQ) * s_ch + d, y.to(kv_ptr.dtype.element_ty), mask=is_k & in_head)
-                tl.store(row + (h - HQ - HKV) * s_ch + D + d, y.to(kv_ptr.dtype.element_ty), mask=is_v & in_head)
+                row = (slot // BLOCK) * s_cb + (slot % BLOCK) * s_cn
+                _store_pieces(kv_ptr, row + (h - HQ) * s_ch, is_k, y1, y2, xt, HALF, HALF_PAD, ROT, D, TAIL_PAD)
+                _store_pieces(kv_ptr, row + (h - HQ - HKV) * s_ch + D, is_v, y1, y2, xt, HALF, HALF_PAD, ROT, D,
+                              TAIL_PAD)
 
 
 def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight=None,
@@ -132,6 +165,7 @@ def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, 
     write = kv_cache is not None
     cache_strides = kv_cache.stride()[:3] if write else (0, 0, 0)
     heads = num_heads + 2 * num_kv_heads
+    rot = cos_sin_cache.shape[-1]
     head_block = min(8, triton.next_power_of_2(heads))
     _qkv_rope_kernel[table.grid(t * triton.cdiv(heads, head_block), uses_dot=False)](
         qkv, positions, cos_sin_cache,
@@ -139,8 +173,9 @@ def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, 
         q, k, v, kv_cache if write else qkv, slot_mapping if write else positions,
         t, slot_mapping.shape[0] if write else 0,
         qkv.stride(0), cos_sin_cache.stride(0), q.stride(0), k.stride(0), v.stride(0), *cache_strides, eps,
-        HQ=num_heads, HKV=num_kv_heads, D=head_size, D_PAD=triton.next_power_of_2(head_size), HB=head_block,
-        ROT=cos_sin_cache.shape[-1], HAS_Q_NORM=q_norm_weight is not None, HAS_K_NORM=k_norm_weight is not None,
-        WRITE_KV=write, BLOCK=kv_cache.shape[2] if write else 1,
+        HQ=num_heads, HKV=num_kv_heads, D=head_size, HALF_PAD=triton.next_power_of_2(rot // 2),
+        TAIL_PAD=triton.next_power_of_2(max(1, head_size - rot)), HB=head_block, ROT=rot,
+        HAS_Q_NORM=q_norm_weight is not None, HAS_K_NORM=k_norm_weight is not None, WRITE_KV=write,
+        BLOCK=kv_cache.shape[2] if write else 1,
     )
     return q, k, v

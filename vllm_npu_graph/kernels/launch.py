@@ -50,6 +50,13 @@ class LaunchTable:
         return (max(1, min(programs, 65535)),)
 
 
+def ascend_table(vector_cores: int, ai_cores: int) -> LaunchTable:
+    """triton-ascend: one program per physical core (vector cores for vector-only
+    kernels, AI cores for kernels with tl.dot), tiles within the 96 KB UB budget.
+    Shared by the NPU target and the triton-ascend IR check (`vllm_npu_graph.ascend_ir`)."""
+    return LaunchTable(vector_programs=vector_cores, cube_programs=ai_cores, live_bytes=96 * 1024)
+
+
 # Upstream Triton on a GPU (the kernel benchmark; values from the H100 sweeps in
 # bench/results/: 64-row prefill tiles 1.4x faster than 16, more KV splits 1.2-1.5x
 # faster for one long or few-head decode, 64-token KV tiles 1.4x faster prefill than

@@ -11,6 +11,18 @@ import torch
 from vllm_npu_graph.ops import kernel_choice
 
 
+@torch.library.custom_op("npu_graph::linear", mutates_args=())
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T (+ bias) for a model weight: the host's native impl packs the weight
+    once for oneDNN; elsewhere it is F.linear (the device's own GEMM)."""
+    return kernel_choice.impls["linear"](x, weight, bias)
+
+
+@linear.register_fake
+def _(x, weight, bias):
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
 @torch.library.custom_op("npu_graph::rms_norm", mutates_args=())
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return kernel_choice.impls["rms_norm"](x, weight, eps)

@@ -8,6 +8,8 @@ decode path is one dict lookup: no import, branch or attribute search per layer.
 from collections.abc import Callable
 from functools import partial
 
+import torch
+
 from vllm_npu_graph.kernels.launch import LaunchTable
 
 # op name -> callable. paged_attention takes (query, kv_cache, query_start_loc,
@@ -26,6 +28,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "paged_attention": lambda q, kv, qsl, lens, bt, scale, window, max_q, max_s: attn.paged_attention(
                 q, kv, qsl, lens, bt, scale, window, max_q, max_s),
             "write_kv_cache": attn.write_kv_cache,
+            "linear": torch.nn.functional.linear,
             "rms_norm": fused.rms_norm,
             "add_rms_norm": fused.add_rms_norm,
             "swiglu": fused.swiglu,
@@ -39,6 +42,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "paged_attention": lambda q, kv, qsl, lens, bt, scale, window, max_q, max_s: attn.paged_attention(
                 q, kv, qsl, lens, bt, scale, window, max_q, table=table, max_seq_len=max_s),
             "write_kv_cache": partial(attn.write_kv_cache, table=table),
+            "linear": torch.nn.functional.linear,
             "rms_norm": partial(fused.rms_norm, table=table),
             "add_rms_norm": partial(fused.add_rms_norm, table=table),
             "swiglu": partial(fused.swiglu, table=table),

@@ -5,13 +5,14 @@ rewrites.
 
 Defaults: on the NPU every pass (the fused torch_npu / Triton ops are the point there;
 on an H100 the folded RoPE+KV-write kernel beat RoPE then a separate write, see
-bench/results/). On the host none: measured with bench/passes.py, every pass alone or
-together decodes slower than Inductor's own fusion of the plain graph (the opaque ops
-stop it)."""
+bench/results/) but `linear` (the device's own GEMM needs no pass). On the host only
+`linear` (packed oneDNN GEMMs): measured with bench/passes.py, every fusion pass alone
+or together decodes slower than Inductor's own fusion of the plain graph (the opaque
+ops stop it)."""
 
-from vllm_npu_graph.passes import add_rms_norm, attention, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
+from vllm_npu_graph.passes import add_rms_norm, attention, linear, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
 
-PASSES = (noop, rms_norm, add_rms_norm, swiglu, qkv_rope, rope_kv_write, attention)
+PASSES = (noop, rms_norm, add_rms_norm, swiglu, qkv_rope, rope_kv_write, attention, linear)
 PASS_NAMES = tuple(p.NAME for p in PASSES)
 
 

@@ -106,9 +106,12 @@ class Target(ABC):
         """A user-facing explanation (with the fix) of a known capture failure."""
         return None
 
-    def native_fused_ops(self) -> dict:
-        """Fused-op implementations from the device library, by op name (default none)."""
+    def native_ops(self, kernels: str) -> dict:
+        """Op implementations from the device's own library, by op name, for a kernels
+        choice (default none)."""
         return {}
+
+    kv_cache_layout: str = "LBNHC"  # physical KV layout (vLLM KVCacheLayout name)
 
     def prepare_triton(self) -> None:
         """Process-environment set-up Triton needs here, before it is imported."""

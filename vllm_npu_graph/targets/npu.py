@@ -142,13 +142,12 @@ class NPUTarget(Target):
         kernels, AI cores for kernels with tl.dot."""
         import triton
 
-        from vllm_npu_graph.kernels.launch import LaunchTable
+        from vllm_npu_graph.kernels.launch import ascend_table
 
         props = triton.runtime.driver.active.utils.get_device_properties(torch.npu.current_device())
-        return LaunchTable(vector_programs=props["num_vectorcore"], cube_programs=props["num_aicore"],
-                           live_bytes=96 * 1024)
+        return ascend_table(vector_cores=props["num_vectorcore"], ai_cores=props["num_aicore"])
 
-    def native_fused_ops(self) -> dict:
+    def native_ops(self, kernels: str) -> dict:
         """torch_npu's fused ops for the ops our passes emit (documented signatures:
         npu_rms_norm(x, gamma, epsilon) -> (y, rstd); npu_add_rms_norm(x1, x2, gamma,
         epsilon) -> (y, rstd, x_sum); npu_swiglu(x, dim=-1) -> y)."""

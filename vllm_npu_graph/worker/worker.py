@@ -9,6 +9,7 @@ from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
 from vllm.v1.worker.worker_base import CompilationTimes
 
+from vllm_npu_graph import logits  # noqa: F401  (registers our LM head before the model is built)
 from vllm_npu_graph.config import plugin_config
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
@@ -53,7 +54,7 @@ class NPUGraphWorker(Worker):
         if choice == "auto":
             choice = self.target.default_kernels
         kernel_choice.configure(self.target.triton_launch_table() if choice == "triton" else None,
-                                self.target.native_fused_ops())
+                                self.target.native_ops(choice))
         interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
         logger.info("npu_graph: kernels (attention and fused ops): %s%s", choice, " (Triton CPU interpreter)" if interpreted else "")
 

@@ -1,0 +1,135 @@
+"""Host-target speed against the peer: vLLM's own CPU platform (our plugin inactive),
+eager and compiled, and our plugin, eager and graph mode, on the embedded model.
+
+One engine per mode, each in its own process (started one after another, cold compile
+caches; the start time is the engine's construction time). Measurements are then
+interleaved (mode A, B, C, D, then again) for --rounds rounds, so drift on a noisy
+machine hits every mode alike; medians are reported with the ratios the host-speed
+goals are stated in. Decode tokens/s and time per output token come from the time of
+N+1 new tokens minus the time of 1 (the prefill). Greedy tokens of every mode are
+compared with our eager mode's.
+
+    .venv/bin/python bench/host_speed.py [--rounds 3] [--tokens 64] [--batches 1,16]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODES = {  # name -> (VLLM_NPU_GRAPH_TARGET, enforce_eager)
+    "peer-eager": ("auto", True),
+    "peer-compiled": ("auto", False),
+    "ours-eager": ("host", True),
+    "ours-graph": ("host", False),
+}
+PROMPT = "Write a short story about robot number {i}."
+
+
+def serve(mode: str, max_num_seqs: int) -> None:
+    """Child: build the engine, then answer {"batch", "tokens"} lines on stdin."""
+    from vllm import LLM, SamplingParams
+
+    from vllm_npu_graph.models import build_default_model
+
+    target, eager = MODES[mode]
+    start = time.perf_counter()
+    llm = LLM(model=str(build_default_model()), dtype="float32", max_model_len=1024, max_num_seqs=max_num_seqs,
+              seed=0, kv_cache_memory_bytes=512 << 20, enforce_eager=eager, enable_prefix_caching=False)
+    print(json.dumps({"start_s": time.perf_counter() - start}), flush=True)
+
+    def run(prompts, n):
+        params = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True)
+        t = time.perf_counter()
+        outs = llm.generate(prompts, params, use_tqdm=False)
+        return time.perf_counter() - t, [list(o.outputs[0].token_ids) for o in outs]
+
+    for line in sys.stdin:
+        ask = json.loads(line)
+        prompts = [PROMPT.format(i=i) for i in range(ask["batch"])]
+        run(prompts, 2)  # warm
+        prefill, _ = run(prompts, 1)
+        total, tokens = run(prompts, ask["tokens"] + 1)
+        decode = max(total - prefill, 1e-9)
+        print(json.dumps({"tok_s": ask["batch"] * ask["tokens"] / decode, "tpot_ms": decode / ask["tokens"] * 1e3,
+                          "tokens": tokens}), flush=True)
+
+
+def start(mode: str, max_num_seqs: int, cache: str) -> tuple[subprocess.Popen, float]:
+    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET=MODES[mode][0], VLLM_CACHE_ROOT=os.path.join(cache, "vllm"),
+               TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"))
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                            text=True)
+    return proc, _reply(proc)["start_s"]
+
+
+def _reply(proc) -> dict:
+    for line in proc.stdout:
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"engine process exited with {proc.wait()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--max-num-seqs", type=int, default=16)
+    parser.add_argument("--modes", default=",".join(MODES))
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve, args.max_num_seqs)
+    modes, batches = args.modes.split(","), [int(b) for b in args.batches.split(",")]
+    procs, starts, results = {}, {}, {m: {b: [] for b in batches} for m in modes}
+    tokens = {}
+    for mode in modes:  # cold: each mode its own empty compile caches
+        procs[mode], starts[mode] = start(mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"))
+        print(f"{mode}: engine ready in {starts[mode]:.1f} s (cold)", flush=True)
+    for r in range(args.rounds):
+        for mode in modes:
+            for b in batches:
+                procs[mode].stdin.write(json.dumps({"batch": b, "tokens": args.tokens}) + "\n")
+                procs[mode].stdin.flush()
+                reply = _reply(procs[mode])
+                results[mode][b].append(reply)
+                tokens[(mode, b)] = reply["tokens"]
+                print(f"round {r + 1} {mode:14s} batch {b:3d}: {reply['tok_s']:7.1f} tok/s, "
+                      f"TPOT {reply['tpot_ms']:6.1f} ms", flush=True)
+    for proc in procs.values():
+        proc.stdin.close()
+        proc.wait()
+    med = {m: {b: {k: statistics.median(x[k] for x in results[m][b]) for k in ("tok_s", "tpot_ms")}
+               for b in batches} for m in modes}
+    print("\nmedians (tok/s | TPOT ms) and engine start:")
+    for m in modes:
+        row = "  ".join(f"b{b}: {med[m][b]['tok_s']:7.1f} | {med[m][b]['tpot_ms']:6.1f}" for b in batches)
+        print(f"  {m:14s} {row}  start {starts[m]:6.1f} s")
+    peers = [m for m in modes if m.startswith("peer")]
+    if "ours-graph" in modes and peers:
+        best = {b: max(peers, key=lambda m: med[m][b]["tok_s"]) for b in batches}
+        for b in batches:
+            g, p = med["ours-graph"][b], med[best[b]][b]
+            print(f"batch {b}: graph/peer({best[b]}) throughput {g['tok_s'] / p['tok_s']:.2f}x, "
+                  f"TPOT {g['tpot_ms'] / p['tpot_ms']:.2f}x")
+        if "ours-eager" in modes:
+            for b in batches:
+                print(f"batch {b}: graph/eager throughput "
+                      f"{med['ours-graph'][b]['tok_s'] / med['ours-eager'][b]['tok_s']:.2f}x")
+        print(f"start: graph {starts['ours-graph']:.1f} s vs peer-compiled {starts.get('peer-compiled', 0):.1f} s")
+    if "ours-eager" in modes:
+        for m in modes:
+            same = all(tokens[(m, b)] == tokens[("ours-eager", b)] for b in batches)
+            print(f"greedy tokens {m} == ours-eager: {same}")
+    Path("/tmp/host_speed_last.json").write_text(json.dumps({"medians": med, "starts": starts}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The host target's native ops (vLLM's CPU build: C++ paged attention, packed oneDNN
+GEMM) against our references, and the linear pass that routes model weights to them."""
+
+import math
+
+import pytest
+import torch
+from test_reference_attention import build_batch
+
+from vllm_npu_graph.compilation.frozen_values import no_host_sync
+from vllm_npu_graph.kernels import attention_reference as ref
+from vllm_npu_graph.targets import host_native
+
+
+def native_cache_like(seq_lens, block_table, keys, values, num_blocks, hkv, d, bs):
+    """The same tokens written by the native op into a head-major cache."""
+    kv = torch.zeros(num_blocks, hkv, bs, 2 * d)
+    for r, s in enumerate(seq_lens):
+        if s:
+            pos = torch.arange(s)
+            slots = block_table[r, pos // bs].long() * bs + pos % bs
+            host_native.write_kv_cache(keys[r], values[r], kv, torch.cat([slots, torch.tensor([-1])]))
+    return kv
+
+
+@pytest.mark.parametrize("seq_lens, query_lens, hq, hkv, d, bs", [
+    ([1, 16, 17, 40, 0], [1, 1, 1, 1, 0], 9, 3, 64, 16),  # decode, a padded request
+    ([19, 1, 40, 33], [19, 1, 9, 1], 4, 1, 64, 16),  # prefill, chunked prefill, decode mixed
+    ([300, 5], [1, 1], 8, 2, 128, 32),  # long context, 32-token blocks
+])
+def test_native_attention_equals_the_reference(seq_lens, query_lens, hq, hkv, d, bs):
+    kv_ref, bt, keys, values, q, qsl = build_batch(seq_lens, query_lens, hq, hkv, d, bs, torch.float32)
+    kv = native_cache_like(seq_lens, bt, keys, values, kv_ref.shape[0], hkv, d, bs)
+    qsl, lens = torch.tensor(qsl, dtype=torch.int32), torch.tensor(seq_lens, dtype=torch.int32)
+    expected = ref.paged_attention(q, kv_ref, qsl, lens, bt, d ** -0.5)
+    padded = torch.cat([q, torch.randn(3, hq, d)])  # rows of no request
+    with no_host_sync():  # lengths are read inside the op only
+        got = host_native.paged_attention(padded, kv, qsl, lens, bt, d ** -0.5, None, 1, 0)
+    torch.testing.assert_close(got[: q.shape[0]], expected, atol=1e-5, rtol=1e-5)
+    assert got[q.shape[0]:].abs().max() == 0
+
+
+@pytest.mark.parametrize("m, n, k, bias", [(1, 1536, 576, False), (16, 960, 576, True), (3, 49152, 64, False)])
+def test_packed_linear_equals_f_linear(m, n, k, bias):
+    x, w = torch.randn(m, k), torch.randn(n, k) / math.sqrt(k)
+    b = torch.randn(n) if bias else None
+    for _ in range(2):  # packed on first use, reused after
+        torch.testing.assert_close(host_native.linear(x, w, b), torch.nn.functional.linear(x, w, b),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_linear_pass_routes_weight_matmuls_and_leaves_others():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from vllm_npu_graph.passes import linear
+
+    aten = torch.ops.aten
+
+    def f(x, w1, w2, b2, r, y):  # the aten spellings of F.linear Inductor hands our pass
+        h = aten.mm(x, aten.permute(w1, [1, 0]))  # linear, no bias
+        out = aten.addmm(b2, h, aten.permute(w2, [1, 0]))  # linear with bias
+        res = aten.addmm(r, x, aten.permute(w1, [1, 0]))  # a residual folded into addmm
+        return out, res, aten.mm(x, y)  # the last multiplies no weight (y is [K, N])
+
+    args = (torch.randn(3, 8), torch.randn(16, 8), torch.randn(4, 16), torch.randn(4), torch.randn(3, 16),
+            torch.randn(8, 5))
+    gm = make_fx(f)(*args)
+    expected = gm(*args)
+    assert linear.run(make_fx(f, tracing_mode="symbolic")(*args).graph) == 0  # activations: symbolic shapes
+    assert linear.run(gm.graph) == 3
+    gm.recompile()
+    calls = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert calls.count(torch.ops.npu_graph.linear.default) == 3
+    assert torch.ops.aten.mm.default in calls and torch.ops.aten.add.Tensor in calls
+    for got, want in zip(gm(*args), expected):
+        torch.testing.assert_close(got, want)

@@ -1,0 +1,74 @@
+"""The host target's native ops: what vLLM's CPU build ships, as torch_npu's fused ops
+are the NPU's. Our custom ops dispatch here when the host's kernels choice is `native`.
+
+- Linear layers: weights pre-packed once for oneDNN (`create_onednn_mm_handler`), then
+  `onednn_mm` per call: 2-3x faster than an unpacked GEMM at decode sizes here.
+- Paged attention and the KV-cache write: vLLM's C++ CPU attention. It reads every
+  length from the tensors (its work schedule is built from `seq_lens` inside the op,
+  per call), so a decode graph replays it at any context. Its cache keeps a block's
+  keys then its values ([block, head] = K[block_size, D] + V[block_size, D]), which
+  needs the head-major physical layout; our other kernels never read this cache.
+"""
+
+import torch
+import vllm._custom_ops  # noqa: F401  (registers vLLM's CPU ops under torch.ops._C)
+
+_handlers: dict[tuple[int, tuple], tuple[torch.Tensor, int, int]] = {}
+
+
+def _isa(block_size: int, head_size: int) -> str:
+    """vLLM's CPU attention ISA for fp32/fp16 caches on x86: 16-token vectors unless
+    both the block and the head size are multiples of 32."""
+    return "vec" if block_size % 32 == 0 and head_size % 32 == 0 else "vec16"
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T (+ bias) with the weight packed for oneDNN on first use (keyed by the
+    weight's storage, so every caller of one weight shares its pack)."""
+    key = (weight.data_ptr(), tuple(weight.shape))
+    entry = _handlers.get(key)
+    if entry is None:
+        handle = torch.ops._C.create_onednn_mm_handler(weight.t(), 32)
+        entry = _handlers[key] = (torch.tensor(handle, dtype=torch.int64), weight.shape[1], weight.shape[0])
+    handle, k, n = entry
+    out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    torch.ops._C.onednn_mm(out, x.reshape(-1, k), bias, handle)
+    return out
+
+
+def _split_cache(kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    blocks, heads, block_size, two_d = kv_cache.shape
+    halves = kv_cache.view(blocks, heads, 2 * block_size, two_d // 2)
+    return halves[:, :, :block_size], halves[:, :, block_size:]
+
+
+def write_kv_cache(key, value, kv_cache, slot_mapping) -> None:
+    """Slots -1 (padding) are skipped by the op itself."""
+    key_cache, value_cache = _split_cache(kv_cache)
+    n = slot_mapping.shape[0]
+    torch.ops._C.cpu_attn_reshape_and_cache(key[:n], value[:n], key_cache, value_cache, slot_mapping,
+                                            _isa(kv_cache.shape[2], key.shape[-1]))
+
+
+def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len,
+                    max_seq_len) -> torch.Tensor:
+    """Causal attention of each request's query tokens over its cached sequence; rows
+    of no request are zero. Host ints unused: the op schedules from the tensors."""
+    out = torch.zeros_like(query)
+    num_reqs = seq_lens.shape[0]
+    if num_reqs == 0:
+        return out
+    key_cache, value_cache = _split_cache(kv_cache)
+    isa = _isa(kv_cache.shape[2], query.shape[-1])
+    window = -1 if window is None else window
+    schedule = torch.ops._C.get_scheduler_metadata(
+        num_reqs, query.shape[1], kv_cache.shape[1], query.shape[2], seq_lens, query.dtype, query_start_loc,
+        True, window, isa, False, None)
+    torch.ops._C.cpu_attention_with_kv_cache(
+        query, key_cache, value_cache, out, query_start_loc, seq_lens, scale, True, None, window, block_table,
+        0.0, schedule, None, None)
+    return out
+
+
+def native_ops() -> dict:
+    return {"linear": linear, "paged_attention": paged_attention, "write_kv_cache": write_kv_cache}
