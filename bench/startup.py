@@ -83,9 +83,9 @@ def main(argv: list[str]) -> int:
 
     print("\n" + "=" * 72)
     print(f"start-up, {Path(model).name} {' '.join(extra)} ({os.environ['VLLM_NPU_GRAPH_TARGET']} target)")
-    print(f"  cold (vllm-npu-graph warmup): compile {cold['compilation_s']:.2f} s, capture {cold['capture_s']:.2f} s "
-          f"({cold['sizes']} sizes; first runs {cold['first_runs_s']:.2f} s), engine start {cold['engine_startup_s']:.2f} s")
-    print(f"  warm (vllm serve):            compile {warm['compilation_s']:.2f} s, capture {warm['capture_s']:.2f} s "
+    print(f"  cold (vllm-npu-graph warmup): compile {cold['compilation_s']:.2f} s, capture step {cold['capture_phase_s']:.2f} s "
+          f"({cold['sizes']} sizes: first runs {cold['first_runs_s']:.2f} s, captures {cold['capture_s']:.2f} s), engine start {cold['engine_startup_s']:.2f} s")
+    print(f"  warm (vllm serve):            compile {warm['compilation_s']:.2f} s, capture step {warm['capture_s']:.2f} s "
           f"({warm['graphs']} graphs), engine init {warm['engine_init_s']:.2f} s, process to /health "
           f"{warm['process_to_healthy_s']:.2f} s")
     print(f"  warm/cold compile phase: {100 * results['compile_ratio']:.1f}%")

@@ -88,6 +88,7 @@ def summarize(report: dict) -> dict:
         "compilation_s": round(report["compilation_time_s"], 2),
         "compile_source": ",".join(sorted({e["source"] for e in report["compile"]})) or "none",
         "capture_s": round(sum(c["capture_s"] for c in capture), 3),
+        "capture_phase_s": round(report.get("capture_phase_s", 0.0), 3),
         "first_runs_s": round(sum(c["warmup_s"] for c in capture), 3),
         "graph_bytes": sum(c["graph_bytes"] for c in capture),
         "sizes": len(capture),
@@ -104,7 +105,8 @@ def table(result: dict) -> str:
     t, cache = result["totals"], result["cache"]
     lines += [
         f"decoder compile: {t['compilation_s']:.2f} s ({t['compile_source']}); engine start {t['engine_startup_s']:.2f} s",
-        f"totals: {t['sizes']} sizes, first runs {t['first_runs_s']:.2f} s, capture {t['capture_s']:.2f} s, "
+        f"totals: {t['sizes']} sizes, first runs {t['first_runs_s']:.2f} s, captures {t['capture_s']:.2f} s "
+        f"(capture step {t['capture_phase_s']:.2f} s), "
         f"graph memory {t['graph_bytes'] / 2**20:.1f} MiB (captured graphs are not cached: every start captures)",
         f"cache: {cache['entry']} ({'warm' if cache['warm'] else 'cold: ' + cache.get('reason', '')}); "
         f"folder {cache['folder']} holds {cache['bytes'] / 2**20:.1f} MiB",

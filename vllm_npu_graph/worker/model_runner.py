@@ -34,6 +34,7 @@ class NPUGraphModelRunner(GPUModelRunner):
         self.target = get_target()
         self.graph_fallbacks = GraphFallbacks()
         self.capture_report: list[dict] = []  # per size: warm-up run, capture, graph memory
+        self.capture_phase_s = 0.0  # the whole capture step (GC freeze, all sizes, workspace lock)
         super().__init__(vllm_config, device)
 
     def load_model(self, load_dummy_weights: bool = False) -> None:
@@ -79,6 +80,7 @@ class NPUGraphModelRunner(GPUModelRunner):
                 if desc in wrapper.graphs:
                     logger.info("npu_graph: captured %s in %.2f s", _describe(desc), total)
         lock_workspace()
+        self.capture_phase_s = time.perf_counter() - start
         wrapper.serving = True
         graph_bytes = max(0, self.target.memory_in_use() - mem_before)
         logger.info(

@@ -76,7 +76,8 @@ class NPUGraphWorker(Worker):
 
         return {"rank": self.rank, "compile": list(compile_events),
                 "compilation_time_s": self.compilation_config.compilation_time,
-                "capture": list(self.model_runner.capture_report)}
+                "capture": list(self.model_runner.capture_report),
+                "capture_phase_s": self.model_runner.capture_phase_s}
 
     def determine_available_memory(self) -> int:
         """KV-cache bytes: --kv-cache-memory-bytes if given, else the utilisation
