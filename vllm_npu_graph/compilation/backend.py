@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from vllm import envs as vllm_envs
 from vllm.compilation.compiler_interface import CompilerInterface
 
 from vllm_npu_graph.compilation import cache_key
@@ -62,8 +63,6 @@ class NPUGraphCompiler(CompilerInterface):
         self.sources = cache_key.source_hashes()
         self.components = cache_key.key_components(vllm_config, self.target, self.options, self.sources)
         self.key_digest = cache_key.digest(self.components)
-        from vllm import envs as vllm_envs
-
         # VLLM_DISABLE_COMPILE_CACHE=1 turns ours off too.
         self.cache = None if vllm_envs.VLLM_DISABLE_COMPILE_CACHE else CompileCache()
         if self.pass_manager is not None:
@@ -103,13 +102,13 @@ class NPUGraphCompiler(CompilerInterface):
         return compiled
 
     def compile(self, graph: fx.GraphModule, example_inputs: list[Any], compiler_config: dict[str, Any],
-                compile_range, key: str | None = None):
+                compile_range, key: str | None = None, look_up: bool = True):
         if self.target.capturing:
             violation(f"the decoder was traced and compiled (token range {compile_range}) inside graph "
                       "capture; compile on a warm-up run before the capture phase")
         graph_hash = hashlib.sha256(graph.code.encode()).hexdigest()[:12]
         name = f"range_{compile_range.start}_{compile_range.end}_{graph_hash}.bin"
-        compiled = self._cached(name, graph, compile_range)
+        compiled = self._cached(name, graph, compile_range) if look_up else None
         if compiled is not None:
             return compiled, (name, self.key_digest)
         passes = self._passes()
@@ -148,5 +147,5 @@ class NPUGraphCompiler(CompilerInterface):
         name, _ = handle
         compiled = self._cached(name, graph, compile_range)
         if compiled is None:
-            compiled, _ = self.compile(graph, example_inputs, {}, compile_range)
+            compiled, _ = self.compile(graph, example_inputs, {}, compile_range, look_up=False)
         return compiled
