@@ -26,15 +26,15 @@ def run(cmd, env, timeout=600):
     return proc.returncode, proc.stdout + proc.stderr, proc.stdout
 
 
-def check(model, env) -> tuple[int, str]:
-    """`warmup --check` in this process (no engine; saves an interpreter start)."""
+def check(model, env, *extra, flag="--check") -> tuple[int, str]:
+    """`warmup --check` (or --clear) in this process (no engine; saves an interpreter start)."""
     from vllm_npu_graph.compilation import warmup
 
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
         for name in ("VLLM_CACHE_ROOT", "VLLM_NPU_GRAPH_TARGET"):
             mp.setenv(name, env[name])
-        rc = warmup.main(["--model", model, *ARGS, "--check"])
+        rc = warmup.main(["--model", model, *ARGS, *extra, flag])
     return rc, out.getvalue()
 
 
@@ -53,6 +53,7 @@ def flow(tiny_model, tmp_path_factory):
     out["warmup"] = run([*warmup, "--json", str(report)], env)
     out["report"] = json.loads(report.read_text()) if report.exists() else None
     out["check_after"] = check(model, env)
+    out["check_other_kernels"] = check(model, env, "--additional-config", '{"npu_graph": {"kernels": "reference"}}')
     # Corrupt the cached artifact (same size, one byte flipped), then start.
     entry = Path(out["report"]["cache"]["entry"])
     artifact = next(entry.glob("*.bin"))
@@ -61,6 +62,11 @@ def flow(tiny_model, tmp_path_factory):
     artifact.write_bytes(bytes(data))
     out["corrupt_start"] = run(driver, env)
     out["check_rebuilt"] = check(model, env)
+    foreign = tmp / "vllm" / "npu_graph_compile_cache" / "not-ours"
+    foreign.mkdir()
+    out["clear"] = check(model, env, flag="--clear")
+    out["check_cleared"] = check(model, env)
+    out["kept_after_clear"] = foreign.is_dir() and (tmp / "vllm" / "torch_compile_cache").is_dir()
     blocker = tmp / "a-file"
     blocker.write_text("not a folder")
     out["unwritable_start"] = run(driver, dict(env, VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=str(blocker / "cache"),
@@ -78,6 +84,16 @@ def test_check_is_cold_before_and_warm_after_warmup(flow):
     rc, log = flow["check_after"]
     assert rc == 0, log[-3000:]
     assert "warm" in log
+
+
+def test_check_names_the_changed_component_and_clear_empties_only_ours(flow):
+    rc, log = flow["check_other_kernels"]
+    assert rc == 1 and "differs from the nearest entry in: kernels" in log, log
+    rc, log = flow["clear"]
+    assert rc == 0 and "removed 1 compile-cache entry" in log, log
+    rc, log = flow["check_cleared"]
+    assert rc == 1 and "no cache entries" in log, log
+    assert flow["kept_after_clear"]  # a folder not ours, and vLLM's own cache, stay
 
 
 def test_warmup_reports_every_capture_size(flow):
