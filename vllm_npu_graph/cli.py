@@ -1,4 +1,4 @@
-"""`vllm-npu-graph serve | demo | info`: the plugin's command line.
+"""`vllm-npu-graph serve | demo | info | warmup`: the plugin's command line.
 
 `serve` is `vllm serve` with our defaults: the embedded default model when no model is
 given, the host target when no NPU is present, and float32 on the host target.
@@ -140,7 +140,15 @@ def cmd_info(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "demo": cmd_demo, "info": cmd_info}
+def cmd_warmup(args: list[str]) -> int:
+    """Compile and capture a `vllm serve` configuration once (compilation/warmup.py)."""
+    from vllm_npu_graph.compilation import warmup
+
+    _choose_target()
+    return warmup.main(args)
+
+
+COMMANDS = {"serve": cmd_serve, "demo": cmd_demo, "info": cmd_info, "warmup": cmd_warmup}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ STRICT_GRAPHS = "VLLM_NPU_GRAPH_STRICT_GRAPHS"
 FAIL_CAPTURE_SIZES = "VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES"
 HOST_VISIBLE_DEVICES = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
 CACHE = "VLLM_NPU_GRAPH_CACHE"
+COMPILE_CACHE_DIR = "VLLM_NPU_GRAPH_COMPILE_CACHE_DIR"
 DEMO_PORT = "VLLM_NPU_GRAPH_DEMO_PORT"
 
 ENVIRONMENT_VARIABLES = {
@@ -19,5 +20,6 @@ ENVIRONMENT_VARIABLES = {
     FAIL_CAPTURE_SIZES: "comma-separated capture sizes whose capture fails on purpose (fault injection)",
     HOST_VISIBLE_DEVICES: "the host target's device-control variable (vLLM sets it per worker)",
     CACHE: "folder for the embedded model and run reports (default ~/.cache/vllm-npu-graph)",
+    COMPILE_CACHE_DIR: "folder of our compile-cache entries (default $VLLM_CACHE_ROOT/npu_graph_compile_cache)",
     DEMO_PORT: "port of `vllm-npu-graph demo`'s server (default 8765)",
 }

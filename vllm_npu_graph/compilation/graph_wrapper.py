@@ -8,6 +8,7 @@ compiled module eagerly, and every such fallback is counted by reason.
 import contextlib
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class NPUGraphWrapper(torch.nn.Module):
         self.target = get_target()
         self.graphs: dict[BatchDescriptor, object] = {}
         self.failed: dict[BatchDescriptor, str] = {}
+        self.capture_seconds: dict[BatchDescriptor, float] = {}  # the capture alone, per size
         self.capturing = False
         self.serving = False  # False during start-up: fallbacks not counted
 
@@ -129,7 +131,9 @@ class NPUGraphWrapper(torch.nn.Module):
         try:
             if str(desc.num_tokens) in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
                 raise RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
+            start = time.perf_counter()
             graph = self.target.capture_graph(self.runnable, args, kwargs)
+            self.capture_seconds[desc] = time.perf_counter() - start
         except GraphFaithfulnessError:
             raise  # a defect of ours (strict mode), not a device limit
         except Exception as exc:  # a failed capture must never take the server down

@@ -27,6 +27,9 @@ class NPUGraphPassManager(CustomGraphPass):
         self.last_counts: dict[str, int] = {}
         self.last_times_ms: dict[str, float] = {}
         self.runs = 0
+        # Our compile-cache key digest (set by the compiler): Inductor's FX cache key
+        # then changes with our ops, kernels, lowering and options too, not only passes.
+        self.cache_salt = ""
 
     def __call__(self, graph: fx.Graph) -> None:
         self.runs += 1
@@ -50,6 +53,7 @@ class NPUGraphPassManager(CustomGraphPass):
         logger.info("npu_graph: graph %s passes dumped to %s", stage, path)
 
     def uuid(self) -> bytes:
-        """Inductor's cache key for this pass: the pass sources and their order."""
+        """Inductor's cache key for this pass: the pass sources and their order, and our
+        whole compile-cache key (compilation/cache_key.py)."""
         files = tuple(sorted({Path(__file__)} | {Path(p.__code__.co_filename) for _, p in self.passes if hasattr(p, "__code__")}))
-        return get_hash_for_files(files) + ",".join(n for n, _ in self.passes).encode()
+        return get_hash_for_files(files) + ",".join(n for n, _ in self.passes).encode() + self.cache_salt.encode()

@@ -122,6 +122,19 @@ class Target(ABC):
     def register_kernel_overrides(self) -> None:
         """Replace vLLM runner kernels this target can't run (default: none)."""
 
+    def cache_facts(self) -> dict[str, str]:
+        """Versions of this target's compiler stack that a compiled artifact depends on
+        (part of the compile-cache key)."""
+        return {}
+
+    def save_compiled(self, compiled, path: str) -> bool:
+        """Write the lowered decoder to `path`; False when this target can't save it."""
+        return False
+
+    def load_compiled(self, path: str, graph):
+        """The callable saved at `path` by save_compiled (graph: the FX graph it came from)."""
+        raise NotImplementedError(f"the {self.name} target does not load compiled artifacts")
+
     def manual_seed_all(self, seed: int) -> None:
         torch.manual_seed(seed)
 

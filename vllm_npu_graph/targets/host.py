@@ -136,6 +136,22 @@ class HostTarget(Target):
             options={"config_patches": {"post_grad_custom_post_pass": pass_manager}},
         )
 
+    def save_compiled(self, compiled, path: str) -> bool:
+        """Inductor's artifact (generated code + AOT-autograd entry), self-contained."""
+        if not hasattr(compiled, "save") or not compiled.is_saveable():
+            return False
+        compiled.save(path=path, format="binary")
+        return True
+
+    def load_compiled(self, path: str, graph):
+        from torch._inductor import CompiledArtifact
+        from torch._inductor.compile_fx import graph_returns_tuple
+
+        artifact = CompiledArtifact.load(path=path, format="binary")
+        if graph_returns_tuple(graph):
+            return artifact
+        return lambda *args: artifact(*args)[0]  # a loaded artifact always returns a tuple
+
     def capture_graph(self, fn, args, kwargs) -> HostGraph:
         if not self.capturing:
             violation("graph capture outside the target's capture context (a device captures "

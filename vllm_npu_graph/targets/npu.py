@@ -43,6 +43,21 @@ class NPUGraphCapture:
         return self.output
 
 
+def cann_version() -> str:
+    """The CANN toolkit version from its install's version file (ASCEND_HOME_PATH)."""
+    import os
+    from pathlib import Path
+
+    home = os.environ.get("ASCEND_HOME_PATH") or os.environ.get("ASCEND_TOOLKIT_HOME")
+    for name in ("version.info", "compiler/version.info", "ascend_toolkit_install.info"):
+        path = Path(home, name) if home else None
+        if path is not None and path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                if line.lower().startswith("version="):
+                    return line.split("=", 1)[1].strip()
+    return "unknown"
+
+
 class NPUTarget(Target):
     name = "npu"
     device_type = "npu"
@@ -103,6 +118,21 @@ class NPUTarget(Target):
             return torch.npu.npugraph_ex.compile_fx(gm, inputs, {"force_eager": True})
 
         return aot_module_simplified(graph, example_inputs, fw_compiler=lower)
+
+    def cache_facts(self) -> dict[str, str]:
+        """torch_npu (which carries npugraph_ex), CANN and triton-ascend: artifacts
+        are not valid across any of them. Our Triton kernels stay behind custom ops in
+        the graph, so npugraph_ex's output holds no process-local kernel handles.
+        Not yet run on an NPU; nothing is saved on this target yet (save_compiled)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        def dist(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "absent"
+
+        return {"torch_npu": dist("torch-npu"), "cann": cann_version(), "triton_ascend": dist("triton-ascend")}
 
     def capture_graph(self, fn, args, kwargs) -> NPUGraphCapture:
         return NPUGraphCapture(fn, args, kwargs, self.graph_pool())

@@ -5,7 +5,9 @@ import time
 
 import torch
 from vllm.compilation.cuda_graph import CUDAGraphWrapper
+from tqdm import tqdm
 from vllm.config import CUDAGraphMode
+from vllm.distributed.parallel_state import is_global_first_rank
 from vllm.utils.gc_utils import freeze_gc_for_cudagraph_capture
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 from vllm.v1.worker.workspace import lock_workspace
@@ -31,6 +33,8 @@ class NPUGraphModelRunner(GPUModelRunner):
     def __init__(self, vllm_config, device: torch.device):
         self.target = get_target()
         self.graph_fallbacks = GraphFallbacks()
+        self.capture_report: list[dict] = []  # per size: warm-up run, capture, graph memory
+        self.capture_phase_s = 0.0  # the whole capture step (GC freeze, all sizes, workspace lock)
         super().__init__(vllm_config, device)
 
     def load_model(self, load_dummy_weights: bool = False) -> None:
@@ -55,17 +59,28 @@ class NPUGraphModelRunner(GPUModelRunner):
         if self.compilation_config.cudagraph_mode == CUDAGraphMode.NONE or not isinstance(wrapper, NPUGraphWrapper):
             return 0
         start, mem_before = time.perf_counter(), self.target.memory_in_use()
+        todo = [(mode, d) for mode, descs in self.cudagraph_dispatcher.get_capture_descs()
+                for d in sorted(descs, key=lambda d: d.num_tokens, reverse=True)]
+        self.capture_report = []
         with freeze_gc_for_cudagraph_capture(), self.target.capture_context(), wrapper.capture_phase():
-            for runtime_mode, descs in self.cudagraph_dispatcher.get_capture_descs():
-                for desc in sorted(descs, key=lambda d: d.num_tokens, reverse=True):
-                    t0 = time.perf_counter()
-                    # At least one uncaptured run of this size first: kernels compile and
-                    # initialise lazily on first use, which a capture can't record.
-                    self._warmup_and_capture(desc, cudagraph_runtime_mode=runtime_mode,
-                                             num_warmups=max(1, self.compilation_config.cudagraph_num_of_warmups))
-                    if desc in wrapper.graphs:
-                        logger.info("npu_graph: captured %s in %.2f s", _describe(desc), time.perf_counter() - t0)
+            for runtime_mode, desc in tqdm(todo, desc="npu_graph: capturing decode graphs", unit="size",
+                                           disable=not is_global_first_rank()):
+                t0, m0 = time.perf_counter(), self.target.memory_in_use()
+                # At least one uncaptured run of this size first: kernels compile and
+                # initialise lazily on first use, which a capture can't record.
+                self._warmup_and_capture(desc, cudagraph_runtime_mode=runtime_mode,
+                                         num_warmups=max(1, self.compilation_config.cudagraph_num_of_warmups))
+                total = time.perf_counter() - t0
+                capture = wrapper.capture_seconds.get(desc, 0.0)
+                self.capture_report.append({
+                    "size": desc.num_tokens, "requests": desc.num_reqs, "captured": desc in wrapper.graphs,
+                    "warmup_s": round(total - capture, 4), "capture_s": round(capture, 4),
+                    "graph_bytes": max(0, self.target.memory_in_use() - m0),
+                    "error": wrapper.failed.get(desc)})
+                if desc in wrapper.graphs:
+                    logger.info("npu_graph: captured %s in %.2f s", _describe(desc), total)
         lock_workspace()
+        self.capture_phase_s = time.perf_counter() - start
         wrapper.serving = True
         graph_bytes = max(0, self.target.memory_in_use() - mem_before)
         logger.info(

@@ -77,6 +77,15 @@ class NPUGraphWorker(Worker):
     def wake_up(self, tags=None) -> None:
         raise RuntimeError("Sleep mode is not supported by vllm-npu-graph.")
 
+    def warmup_report(self) -> dict:
+        """What this rank's start-up compiled or loaded and captured (for `warmup`)."""
+        from vllm_npu_graph.compilation.backend import compile_events
+
+        return {"rank": self.rank, "compile": list(compile_events),
+                "compilation_time_s": self.compilation_config.compilation_time,
+                "capture": list(self.model_runner.capture_report),
+                "capture_phase_s": self.model_runner.capture_phase_s}
+
     def determine_available_memory(self) -> int:
         """KV-cache bytes: --kv-cache-memory-bytes if given, else the utilisation
         share of device memory left after weights and the graphs (estimated now, by
