@@ -5,11 +5,12 @@ bench/results/<date>-<machine>[-quick|-dry-run]/."""
 import argparse
 import datetime
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 
-from perf import machine, plots, report, runner
+from perf import machine, plots, report, runner, schema
 from perf.modes import BASE_MODES, build_modes
 from perf.settings import PRESETS, Settings
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if mode.skipped:
             print(f"bench: {mode.name} skipped: {mode.skipped}", flush=True)
     print(f"bench: {preset} run of {', '.join(m.name for m in modes)} on {settings.model} -> {out_dir}", flush=True)
+    load_before = os.getloadavg()
     records = runner.run_all(settings, modes, out_dir, progress=not args.no_progress)
     results = {
         "schema": SCHEMA,
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["vllm-npu-graph", "bench", *argv]),
         "machine": info,
         "machine_label": label,
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "versions": machine.versions(),
         "settings": settings.as_dict(),
         "modes": [{"name": m.name, "description": m.description, "env": {**settings.thread_env(), **m.env},
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": records,
         "summary": runner.summarize(modes, records),
     }
+    for problem in schema.problems(results):
+        print(f"bench: results.json does not follow its schema: {problem}", flush=True)
     write_outputs(results, out_dir, notes)
     print(f"bench: wrote {out_dir}/results.json, report.md, throughput.png, serving.png, startup.png", flush=True)
     failed = [n for n, e in results["summary"].items() if e["status"] in ("failed", "partial")]

@@ -35,8 +35,9 @@ def npu_present() -> bool:
 def _ascend_plugins() -> list[str] | None:
     """Entry-point names vllm-ascend registers (VLLM_PLUGINS keeps only them, so our
     plugin stays out), or None when vllm-ascend is not installed."""
-    names = [ep.name for ep in importlib.metadata.entry_points()
-             if ep.group.startswith("vllm.") and ep.value.split(":")[0].split(".")[0] == "vllm_ascend"]
+    names = [ep.name for group in ("vllm.platform_plugins", "vllm.general_plugins")
+             for ep in importlib.metadata.entry_points(group=group)
+             if ep.value.split(":")[0].split(".")[0] == "vllm_ascend"]
     return names or None
 
 

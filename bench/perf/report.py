@@ -132,6 +132,17 @@ def meaning(results: dict) -> list[str]:
     return text
 
 
+def _load_line(results: dict) -> list[str]:
+    """The machine's load while the bench ran (other jobs on a shared machine slow every
+    mode; interleaving spreads that over the modes, it does not remove it)."""
+    loads = [r["load_1m"] for r in results.get("runs", []) if r.get("load_1m") is not None]
+    if not loads:
+        return []
+    cpus = results["machine"]["usable_cpus"]
+    return [f"- load average (1 min) at each run's start: {min(loads):.1f}-{max(loads):.1f} on {cpus} CPUs "
+            f"(median {sorted(loads)[len(loads) // 2]:.1f}; above {cpus} means other jobs shared the CPUs)"]
+
+
 def render(results: dict, notes: str | None = None) -> str:
     s, m, v = results["settings"], results["machine"], results["versions"]
     summary, sizes = results["summary"], results["settings"]["sizes"]
@@ -141,6 +152,7 @@ def render(results: dict, notes: str | None = None) -> str:
         "",
         f"- date: {results['created']}",
         f"- machine: {device}; {m['os']}",
+        *_load_line(results),
         f"- versions: vLLM {v['vllm']} ({v['vllm_distribution']}), torch {v['torch']}, plugin {v['plugin']}, "
         f"Triton {v['triton']}" + (f", torch_npu {v['torch_npu']}" if v.get("torch_npu") else ""),
         f"- command: `{results['command']}`",

@@ -80,7 +80,8 @@ def run_all(settings, modes: list, out_dir: Path, progress: bool = True) -> list
     try:
         for repeat, mode, phase in bar:
             bar.set_postfix_str(f"{mode.name} {phase} r{repeat}")
-            record = {"mode": mode.name, "repeat": repeat, "phase": phase}
+            # Load from outside the bench (other users' jobs) is recorded, not controlled.
+            record = {"mode": mode.name, "repeat": repeat, "phase": phase, "load_1m": os.getloadavg()[0]}
             if (mode.name, phase) in failed:
                 records.append({**record, "status": "skipped", "error": "failed in an earlier repeat"})
                 continue
