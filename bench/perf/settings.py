@@ -25,10 +25,10 @@ class Sizes:
 
 
 PRESETS = {
-    # ~60 min on 2 cores with the four base modes.
+    # ~45-60 min on 2 cores with the four base modes (start-ups are most of it).
     "full": Sizes(repeats=3, batches=[1, 4, 16, 64], prefill_lens=[128, 512, 2048], decode_prompt_len=32,
                   decode_new_tokens=32, greedy_new_tokens=24, concurrencies=[1, 8, 32], online_input_len=128,
-                  online_output_len=64, prompts_per_client=2, min_prompts=8, max_model_len=2304, max_num_seqs=64,
+                  online_output_len=32, prompts_per_client=1, min_prompts=8, max_model_len=2304, max_num_seqs=64,
                   max_num_batched_tokens=2048, kv_cache_memory_bytes=512 << 20),
     # Under 10 min on 2 cores: one repeat, fewer sizes.
     "quick": Sizes(repeats=1, batches=[1, 16], prefill_lens=[128, 512], decode_prompt_len=32,
