@@ -60,10 +60,10 @@ def test_every_mode_measured_offline_and_online(dry_run):
 def test_peer_is_vllms_own_cpu_platform(dry_run):
     out, results = dry_run
     assert results["modes"][1]["env"]["VLLM_NPU_GRAPH_TARGET"] == "auto"
-    log = (out / "logs" / "peer-r0-serve.log").read_text()
-    assert "npu_graph is activated" not in log
-    assert "CpuPlatform" in log or "cpu_worker" in log  # vLLM's CPU worker served the requests
-    assert "npu_graph is activated" in (out / "logs" / "eager-r0-serve.log").read_text()
+    # `vllm serve` logs no platform line; the workers' log lines say who served.
+    peer, ours = ((out / "logs" / f"{m}-r0-serve.log").read_text() for m in ("peer", "eager"))
+    assert "cpu_worker" in peer and "npu_graph:" not in peer  # vLLM's CPU worker, none of our log lines
+    assert "npu_graph:" in ours and "cpu_worker" not in ours
 
 
 def test_report_has_every_mode_and_both_references(dry_run):

@@ -33,7 +33,7 @@ PRESETS = {
     # Under 10 min on 2 cores: one repeat, fewer sizes.
     "quick": Sizes(repeats=1, batches=[1, 16], prefill_lens=[128, 512], decode_prompt_len=32,
                    decode_new_tokens=16, greedy_new_tokens=16, concurrencies=[1, 8], online_input_len=64,
-                   online_output_len=32, prompts_per_client=2, min_prompts=4, max_model_len=1024, max_num_seqs=16,
+                   online_output_len=32, prompts_per_client=1, min_prompts=4, max_model_len=1024, max_num_seqs=16,
                    max_num_batched_tokens=1024, kv_cache_memory_bytes=256 << 20),
     # Smallest sizes that still exercise every phase (tests, tiny models).
     "dry-run": Sizes(repeats=1, batches=[1, 2], prefill_lens=[16], decode_prompt_len=8, decode_new_tokens=4,
