@@ -1,4 +1,4 @@
-"""`vllm-npu-graph serve | demo | info | warmup`: the plugin's command line.
+"""`vllm-npu-graph serve | demo | info | warmup | bench`: the plugin's command line.
 
 `serve` is `vllm serve` with our defaults: the embedded default model when no model is
 given, the host target when no NPU is present, and float32 on the host target.
@@ -148,7 +148,23 @@ def cmd_warmup(args: list[str]) -> int:
     return warmup.main(args)
 
 
-COMMANDS = {"serve": cmd_serve, "demo": cmd_demo, "info": cmd_info, "warmup": cmd_warmup}
+def cmd_bench(args: list[str]) -> int:
+    """Graph vs eager vs the peer; the code lives in the checkout's bench/perf (it
+    drives whole engines and servers, so it is not part of the installed package)."""
+    from pathlib import Path
+
+    bench_dir = Path(__file__).resolve().parents[1] / "bench"
+    if not (bench_dir / "perf" / "main.py").is_file():
+        print(f"vllm-npu-graph bench needs a source checkout (no {bench_dir / 'perf'}); "
+              "install the plugin with `pip install -e` from the repository.", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(bench_dir))
+    from perf.main import main as bench_main
+
+    return bench_main(args)
+
+
+COMMANDS = {"serve": cmd_serve, "demo": cmd_demo, "info": cmd_info, "warmup": cmd_warmup, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
