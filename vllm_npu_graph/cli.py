@@ -80,8 +80,8 @@ def wait_until_healthy(base: str, proc: subprocess.Popen, timeout_s: float = 600
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=5):
                 return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(1)
+        except OSError:  # URLError, refused or reset connections, timeouts
+            time.sleep(0.5)
     raise TimeoutError(f"the server did not become healthy within {timeout_s:.0f} s")
 
 

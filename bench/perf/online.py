@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from perf import procs
+
+from vllm_npu_graph.cli import wait_until_healthy
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
 SERVED_NAME = "bench-model"
@@ -20,19 +20,6 @@ def vllm_command() -> list[str]:
     """The `vllm` console script of this interpreter's environment."""
     exe = Path(sys.executable).parent / "vllm"
     return [str(exe)] if exe.exists() else ["vllm"]
-
-
-def wait_healthy(base: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before becoming healthy")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=5):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            time.sleep(0.5)
-    raise TimeoutError(f"the server did not become healthy within {timeout_s:.0f} s")
 
 
 def serve_command(engine_args: dict, port: int) -> list[str]:
@@ -70,7 +57,7 @@ def run(mode, engine_args: dict, env: dict, settings, port: int, logs: Path, tag
     proc, rss = procs.launch(serve_command(engine_args, port), env, logs / f"{tag}-serve.log")
     record = {"levels": []}
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout_s)
+        wait_until_healthy(f"http://127.0.0.1:{port}", proc, timeout_s)
         record["start_s"] = time.time() - launched
         for concurrency in sizes.concurrencies:
             num_prompts = max(concurrency * sizes.prompts_per_client, sizes.min_prompts)
