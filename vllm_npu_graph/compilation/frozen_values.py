@@ -91,10 +91,23 @@ class FrozenForwardContext:
         self.metadata = ctx.attn_metadata
         self.slot_mapping = ctx.slot_mapping
         self.reads: dict[int, dict] = {}  # id(metadata object) -> {field: (snapshot, reader)}
+        # What each replay compares, fixed once capture has run: one layer per distinct
+        # captured metadata object / slot-mapping tensor (layers of a KV group share
+        # them), so a decode step checks a few values, not every layer.
+        self.metadata_checks: list[tuple[str, dict]] = []
+        self.slot_checks: list[tuple[str, tuple]] = []
 
     def _each(self, attn_metadata):
         if isinstance(attn_metadata, dict):
             yield from attn_metadata.items()
+
+    def _first_layers(self, mapping) -> dict:
+        """{layer: value} keeping the first layer of each distinct value."""
+        firsts = {}
+        for layer, value in self._each(mapping):
+            if value is not None:
+                firsts.setdefault(id(value), (layer, value))
+        return dict(firsts.values())
 
     @contextlib.contextmanager
     def recording(self, ctx):
@@ -109,6 +122,10 @@ class FrozenForwardContext:
             yield
         finally:
             ctx.attn_metadata = self.metadata
+            self.metadata_checks = [(layer, self.reads[id(meta)])
+                                    for layer, meta in self._first_layers(self.metadata).items()
+                                    if self.reads.get(id(meta))]
+            self.slot_checks = [(layer, _snapshot(t)) for layer, t in self._first_layers(self.slot_mapping).items()]
 
     @contextlib.contextmanager
     def replaying(self, ctx):
@@ -123,25 +140,22 @@ class FrozenForwardContext:
 
     def check(self, ctx) -> None:
         """Each captured read against the live step's value (and slot-mapping addresses)."""
-        captured = dict(self._each(self.metadata))
-        seen = set()
-        for layer, meta in self._each(ctx.attn_metadata):
-            old = captured.get(layer)
-            if old is None or id(old) in seen:
+        live = ctx.attn_metadata if isinstance(ctx.attn_metadata, dict) else {}
+        for layer, reads in self.metadata_checks:
+            meta = live.get(layer)
+            if meta is None:
                 continue
-            seen.add(id(old))
-            for field, (snap, reader) in self.reads.get(id(old), {}).items():
+            for field, (snap, reader) in reads.items():
                 now = _snapshot(getattr(meta, field, None))
                 if now != snap:
                     violation(f"attention metadata '{field}' of {layer} changed since capture "
                               f"(captured {_describe(snap)}, live {_describe(now)}); read by {reader}")
-        if isinstance(ctx.slot_mapping, dict) and isinstance(self.slot_mapping, dict):
-            for layer, tensor in ctx.slot_mapping.items():
-                old = self.slot_mapping.get(layer)
-                if old is not None and _snapshot(tensor) != _snapshot(old):
-                    violation(f"slot mapping of {layer} is not at its captured address/shape; "
-                              "the graph would read the captured buffer")
-                    break
+        slots = ctx.slot_mapping if isinstance(ctx.slot_mapping, dict) else {}
+        for layer, snap in self.slot_checks:
+            tensor = slots.get(layer)
+            if tensor is not None and _snapshot(tensor) != snap:
+                violation(f"slot mapping of {layer} is not at its captured address/shape; "
+                          "the graph would read the captured buffer")
 
 
 def _describe(snap) -> str:
