@@ -22,6 +22,21 @@ def _series(summary: dict, section: str, key: str):
             yield name, MARKERS[i % len(MARKERS)], [p[0] for p in points], [p[1] for p in points]
 
 
+def _style_log2(axes, xlabel: str, legend_size: int) -> None:
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=legend_size)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def throughput(summary: dict, path: Path, title: str) -> Path:
     plt = _plt()
     fig, (dec, pre) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -30,16 +45,10 @@ def throughput(summary: dict, path: Path, title: str) -> Path:
     for name, marker, xs, ys in _series(summary, "prefill", "tok_s"):
         pre.plot(xs, ys, marker=marker, label=name)
     for ax, xlabel, ylabel in ((dec, "batch (sequences)", "decode tokens/s"), (pre, "prompt tokens", "prefill tokens/s")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        _style_log2([ax], xlabel, 8)
     fig.suptitle(f"Offline throughput, median of repeats - {title}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def serving(summary: dict, path: Path, title: str) -> Path:
@@ -56,16 +65,9 @@ def serving(summary: dict, path: Path, title: str) -> Path:
     for name, marker, xs, ys in _series(summary, "online", "request_throughput"):
         axes[2].plot(xs, ys, marker=marker, label=name)
     axes[2].set_ylabel("requests/s")
-    for ax in axes:
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrency")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+    _style_log2(axes, "concurrency", 7)
     fig.suptitle(f"Serving (vllm bench serve, random dataset), median of repeats - {title}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def startup(summary: dict, path: Path, title: str) -> Path:
@@ -82,10 +84,7 @@ def startup(summary: dict, path: Path, title: str) -> Path:
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"Start-up, median of repeats - {title}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def all_plots(summary: dict, out_dir: Path, title: str) -> list[Path]:
