@@ -31,7 +31,7 @@ MODES = {  # name -> (VLLM_NPU_GRAPH_TARGET, enforce_eager)
 PROMPT = "Write a short story about robot number {i}."
 
 
-def serve(mode: str, max_num_seqs: int) -> None:
+def serve(mode: str, max_num_seqs: int, ours_config: dict) -> None:
     """Child: build the engine, then answer {"batch", "tokens"} lines on stdin."""
     from vllm import LLM, SamplingParams
 
@@ -40,7 +40,8 @@ def serve(mode: str, max_num_seqs: int) -> None:
     target, eager = MODES[mode]
     start = time.perf_counter()
     llm = LLM(model=str(build_default_model()), dtype="float32", max_model_len=1024, max_num_seqs=max_num_seqs,
-              seed=0, kv_cache_memory_bytes=512 << 20, enforce_eager=eager, enable_prefix_caching=False)
+              seed=0, kv_cache_memory_bytes=512 << 20, enforce_eager=eager, enable_prefix_caching=False,
+              **({"additional_config": {"npu_graph": ours_config}} if target == "host" and ours_config else {}))
     print(json.dumps({"start_s": time.perf_counter() - start}), flush=True)
 
     def run(prompts, n):
@@ -60,10 +61,11 @@ def serve(mode: str, max_num_seqs: int) -> None:
                           "tokens": tokens}), flush=True)
 
 
-def start(mode: str, max_num_seqs: int, cache: str) -> tuple[subprocess.Popen, float]:
+def start(mode: str, max_num_seqs: int, cache: str, ours_config: str) -> tuple[subprocess.Popen, float]:
     env = dict(os.environ, VLLM_NPU_GRAPH_TARGET=MODES[mode][0], VLLM_CACHE_ROOT=os.path.join(cache, "vllm"),
                TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"))
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs)],
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs),
+                             "--ours-config", ours_config],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                             text=True)
     return proc, _reply(proc)["start_s"]
@@ -84,14 +86,16 @@ def main() -> None:
     parser.add_argument("--batches", default="1,16")
     parser.add_argument("--max-num-seqs", type=int, default=16)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--ours-config", default="{}", help='our options for ours-* modes, e.g. \'{"host_threads": 1}\'')
     args = parser.parse_args()
     if args.serve:
-        return serve(args.serve, args.max_num_seqs)
+        return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config))
     modes, batches = args.modes.split(","), [int(b) for b in args.batches.split(",")]
     procs, starts, results = {}, {}, {m: {b: [] for b in batches} for m in modes}
     tokens = {}
     for mode in modes:  # cold: each mode its own empty compile caches
-        procs[mode], starts[mode] = start(mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"))
+        procs[mode], starts[mode] = start(mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"),
+                                              args.ours_config)
         print(f"{mode}: engine ready in {starts[mode]:.1f} s (cold)", flush=True)
     for r in range(args.rounds):
         for mode in modes:
