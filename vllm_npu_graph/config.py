@@ -28,8 +28,8 @@ class NPUGraphConfig:
     # KV-cache cap on the host target when --kv-cache-memory-bytes is not given:
     # host RAM is shared with everything else on the machine.
     host_kv_cache_gib: float = 1.0
-    # Compute threads per rank on the host target (0 = vLLM's serving default, one:
-    # measured here on 2 cores, two threads beside the front end ran 0.26-0.55x as fast).
+    # Compute threads per rank on the host target (0 = auto: every CPU this process may
+    # run on, shared among the ranks).
     host_threads: int = 0
     # Folder to write the decoder graph before and after our passes ("" = off).
     dump_graph_dir: str = ""

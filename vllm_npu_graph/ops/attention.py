@@ -1,8 +1,9 @@
-"""The attention ops our backend calls (torch.library custom ops).
+"""The attention ops our backend calls (npu_graph:: ops; the hot ones through
+ops/library.py).
 
 Each has a schema, a fake impl (so Dynamo, Inductor and npugraph_ex see only the op),
-and two implementations: the torch reference and the portable Triton kernels. Which
-one runs is chosen once per process from the target and `kernels` option.
+and its implementations (torch reference, portable Triton kernels, the target's native
+op), chosen once per process from the target and `kernels` option.
 
 The ops taking `layer_name` are what our passes lower vLLM's attention ops to: they
 find the layer's KV cache, slot mapping and metadata (device tensors) in vLLM's forward
@@ -14,35 +15,27 @@ from vllm.model_executor.layers.attention.attention import get_attention_context
 from vllm.utils.torch_utils import LayerNameType, _resolve_layer_name
 
 from vllm_npu_graph.ops import kernel_choice
+from vllm_npu_graph.ops.library import op
 
 
-@torch.library.custom_op("npu_graph::reshape_and_cache", mutates_args=("kv_cache",))
-def reshape_and_cache(key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+@op("reshape_and_cache(Tensor key, Tensor value, Tensor(a!) kv_cache, Tensor slot_mapping) -> ()",
+    fake=lambda key, value, kv_cache, slot_mapping: None)
+def reshape_and_cache(key, value, kv_cache, slot_mapping):
     kernel_choice.impls["write_kv_cache"](key, value, kv_cache, slot_mapping)
-
-
-@reshape_and_cache.register_fake
-def _(key, value, kv_cache, slot_mapping) -> None:
-    return None
 
 
 # Attention of each request's query rows over its cached sequence; rows of no request
 # are zero. max_query_len == 1 marks a decode batch; max_seq_len is a host hint (0 in
 # graphs: kernels bound the context by the block table's width).
-@torch.library.custom_op("npu_graph::paged_attention", mutates_args=())
-def paged_attention(
-    query: torch.Tensor, kv_cache: torch.Tensor, query_start_loc: torch.Tensor, seq_lens: torch.Tensor,
-    block_table: torch.Tensor, scale: float, sliding_window: int, max_query_len: int, max_seq_len: int,
-) -> torch.Tensor:
+@op("paged_attention(Tensor query, Tensor kv_cache, Tensor query_start_loc, Tensor seq_lens, Tensor block_table, "
+    "float scale, SymInt sliding_window, SymInt max_query_len, SymInt max_seq_len) -> Tensor",
+    fake=lambda query, *rest: query.new_empty(query.shape))
+def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, max_query_len,
+                    max_seq_len):
     window = sliding_window if sliding_window > 0 else None
     return kernel_choice.impls["paged_attention"](
         query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len, max_seq_len
     )
-
-
-@paged_attention.register_fake
-def _(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, max_query_len, max_seq_len):
-    return torch.empty_like(query)
 
 
 @torch.library.custom_op("npu_graph::qkv_rope_kv_write", mutates_args=())

@@ -1,4 +1,4 @@
-"""The fused decoder ops our passes emit (torch.library custom ops).
+"""The fused decoder ops our passes emit (npu_graph:: ops, see ops/library.py).
 
 Each has a schema, a fake impl, the torch reference, the portable Triton kernel and,
 where the device library has one, a native impl (NPU: torch_npu.npu_rms_norm,
@@ -6,64 +6,44 @@ npu_add_rms_norm, npu_swiglu; QKV split + QK-norm + RoPE has no single torch_npu
 it runs our Triton kernel there), chosen per process in `kernel_choice`.
 """
 
-import torch
-
 from vllm_npu_graph.ops import kernel_choice
+from vllm_npu_graph.ops.library import op
 
 
-@torch.library.custom_op("npu_graph::linear", mutates_args=())
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+@op("linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor",
+    fake=lambda x, weight, bias: x.new_empty(*x.shape[:-1], weight.shape[0]))
+def linear(x, weight, bias):
     """x @ weight.T (+ bias) for a model weight: the host's native impl packs the weight
     once for oneDNN; elsewhere it is F.linear (the device's own GEMM)."""
     return kernel_choice.impls["linear"](x, weight, bias)
 
 
-@linear.register_fake
-def _(x, weight, bias):
-    return x.new_empty(*x.shape[:-1], weight.shape[0])
-
-
-@torch.library.custom_op("npu_graph::rms_norm", mutates_args=())
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+@op("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", fake=lambda x, weight, eps: x.new_empty(x.shape))
+def rms_norm(x, weight, eps):
     return kernel_choice.impls["rms_norm"](x, weight, eps)
 
 
-@rms_norm.register_fake
-def _(x, weight, eps):
-    return torch.empty_like(x)
-
-
-@torch.library.custom_op("npu_graph::add_rms_norm", mutates_args=())
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+@op("add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor)",
+    fake=lambda x, residual, weight, eps: (x.new_empty(x.shape), x.new_empty(x.shape)))
+def add_rms_norm(x, residual, weight, eps):
     return kernel_choice.impls["add_rms_norm"](x, residual, weight, eps)
 
 
-@add_rms_norm.register_fake
-def _(x, residual, weight, eps):
-    return torch.empty_like(x), torch.empty_like(x)
-
-
-@torch.library.custom_op("npu_graph::swiglu", mutates_args=())
-def swiglu(x: torch.Tensor) -> torch.Tensor:
+@op("swiglu(Tensor x) -> Tensor", fake=lambda x: x.new_empty(*x.shape[:-1], x.shape[-1] // 2))
+def swiglu(x):
     return kernel_choice.impls["swiglu"](x)
 
 
-@swiglu.register_fake
-def _(x):
-    return x.new_empty(*x.shape[:-1], x.shape[-1] // 2)
-
-
-@torch.library.custom_op("npu_graph::qkv_rope", mutates_args=())
-def qkv_rope(
-    qkv: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor, num_heads: int, num_kv_heads: int,
-    head_size: int, q_norm_weight: torch.Tensor | None, k_norm_weight: torch.Tensor | None, eps: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return kernel_choice.impls["qkv_rope"](qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size,
-                                           q_norm_weight, k_norm_weight, eps)
-
-
-@qkv_rope.register_fake
-def _(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight, k_norm_weight, eps):
+def _qkv_rope_fake(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight, k_norm_weight,
+                   eps):
     t = qkv.shape[0]
     return (qkv.new_empty(t, num_heads, head_size), qkv.new_empty(t, num_kv_heads, head_size),
             qkv.new_empty(t, num_kv_heads, head_size))
+
+
+@op("qkv_rope(Tensor qkv, Tensor positions, Tensor cos_sin_cache, SymInt num_heads, SymInt num_kv_heads, "
+    "SymInt head_size, Tensor? q_norm_weight, Tensor? k_norm_weight, float eps) -> (Tensor, Tensor, Tensor)",
+    fake=_qkv_rope_fake)
+def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight, k_norm_weight, eps):
+    return kernel_choice.impls["qkv_rope"](qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size,
+                                           q_norm_weight, k_norm_weight, eps)

@@ -14,7 +14,11 @@ are the NPU's. Our custom ops dispatch here when the host's kernels choice is `n
 import torch
 import vllm._custom_ops  # noqa: F401  (registers vLLM's CPU ops under torch.ops._C)
 
-_handlers: dict[tuple[int, tuple], tuple[torch.Tensor, int, int]] = {}
+_C = torch.ops._C
+_onednn_mm = _C.onednn_mm.default  # resolved once: a decode step makes ~120 GEMM calls
+# (weight address, shape) -> (oneDNN handle, in features, (out features,), the weight:
+# held so that its address can't be reused by another tensor while the pack exists).
+_handlers: dict[tuple[int, torch.Size], tuple[torch.Tensor, int, tuple[int], torch.Tensor]] = {}
 
 
 def _isa(block_size: int, head_size: int) -> str:
@@ -26,29 +30,40 @@ def _isa(block_size: int, head_size: int) -> str:
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x @ weight.T (+ bias) with the weight packed for oneDNN on first use (keyed by the
     weight's storage, so every caller of one weight shares its pack)."""
-    key = (weight.data_ptr(), tuple(weight.shape))
+    key = (weight.data_ptr(), weight.shape)
     entry = _handlers.get(key)
     if entry is None:
-        handle = torch.ops._C.create_onednn_mm_handler(weight.t(), 32)
-        entry = _handlers[key] = (torch.tensor(handle, dtype=torch.int64), weight.shape[1], weight.shape[0])
-    handle, k, n = entry
-    out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
-    torch.ops._C.onednn_mm(out, x.reshape(-1, k), bias, handle)
+        handle = _C.create_onednn_mm_handler(weight.t(), 32)
+        entry = _handlers[key] = (torch.tensor(handle, dtype=torch.int64), weight.shape[1], (weight.shape[0],), weight)
+    handle, k, n, _ = entry
+    out = x.new_empty(x.shape[:-1] + n)
+    _onednn_mm(out, x if x.dim() == 2 else x.reshape(-1, k), bias, handle)
     return out
 
 
-def _split_cache(kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    blocks, heads, block_size, two_d = kv_cache.shape
-    halves = kv_cache.view(blocks, heads, 2 * block_size, two_d // 2)
-    return halves[:, :, :block_size], halves[:, :, block_size:]
+_attn = _C.cpu_attention_with_kv_cache.default
+_schedule = _C.get_scheduler_metadata.default
+_write = _C.cpu_attn_reshape_and_cache.default
+# (cache address, shape) -> views; the views hold the cache, so the address stays its.
+_caches: dict[tuple[int, torch.Size], tuple[torch.Tensor, torch.Tensor, str]] = {}
+
+
+def _split_cache(kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(keys, values, isa) views of one layer's cache, made once per cache tensor."""
+    key = (kv_cache.data_ptr(), kv_cache.shape)
+    views = _caches.get(key)
+    if views is None:
+        blocks, heads, block_size, two_d = kv_cache.shape
+        halves = kv_cache.view(blocks, heads, 2 * block_size, two_d // 2)
+        views = _caches[key] = (halves[:, :, :block_size], halves[:, :, block_size:], _isa(block_size, two_d // 2))
+    return views
 
 
 def write_kv_cache(key, value, kv_cache, slot_mapping) -> None:
     """Slots -1 (padding) are skipped by the op itself."""
-    key_cache, value_cache = _split_cache(kv_cache)
+    key_cache, value_cache, isa = _split_cache(kv_cache)
     n = slot_mapping.shape[0]
-    torch.ops._C.cpu_attn_reshape_and_cache(key[:n], value[:n], key_cache, value_cache, slot_mapping,
-                                            _isa(kv_cache.shape[2], key.shape[-1]))
+    _write(key[:n], value[:n], key_cache, value_cache, slot_mapping, isa)
 
 
 def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len,
@@ -59,21 +74,18 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
     num_reqs = seq_lens.shape[0]
     if num_reqs == 0:
         return out
-    key_cache, value_cache = _split_cache(kv_cache)
-    isa = _isa(kv_cache.shape[2], query.shape[-1])
+    key_cache, value_cache, isa = _split_cache(kv_cache)
     window = -1 if window is None else window
-    schedule = torch.ops._C.get_scheduler_metadata(
-        num_reqs, query.shape[1], kv_cache.shape[1], query.shape[2], seq_lens, query.dtype, query_start_loc,
-        True, window, isa, False, None)
-    torch.ops._C.cpu_attention_with_kv_cache(
-        query, key_cache, value_cache, out, query_start_loc, seq_lens, scale, True, None, window, block_table,
-        0.0, schedule, None, None)
+    schedule = _schedule(num_reqs, query.shape[1], kv_cache.shape[1], query.shape[2], seq_lens, query.dtype,
+                         query_start_loc, True, window, isa, False, None)
+    _attn(query, key_cache, value_cache, out, query_start_loc, seq_lens, scale, True, None, window, block_table,
+          0.0, schedule, None, None)
     return out
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     out = torch.empty_like(x)
-    torch.ops._C.rms_norm(out, x.contiguous(), weight, eps)
+    _C.rms_norm(out, x.contiguous(), weight, eps)
     return out
 
 
@@ -81,13 +93,13 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, 
     """(rms_norm(x + residual), x + residual) from vLLM's in-place op, on copies (ours is
     functional)."""
     normed, summed = x.contiguous().clone(), residual.contiguous().clone()
-    torch.ops._C.fused_add_rms_norm(normed, summed, weight, eps)
+    _C.fused_add_rms_norm(normed, summed, weight, eps)
     return normed, summed
 
 
 def swiglu(x: torch.Tensor) -> torch.Tensor:
     out = x.new_empty(*x.shape[:-1], x.shape[-1] // 2)
-    torch.ops._C.silu_and_mul(out, x.contiguous())
+    _C.silu_and_mul(out, x.contiguous())
     return out
 
 
