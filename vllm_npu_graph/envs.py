@@ -9,6 +9,8 @@ PREFIX = "VLLM_NPU_GRAPH_"
 TARGET = "VLLM_NPU_GRAPH_TARGET"
 STRICT_GRAPHS = "VLLM_NPU_GRAPH_STRICT_GRAPHS"
 FAIL_CAPTURE_SIZES = "VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES"
+FAIL_COMPILE = "VLLM_NPU_GRAPH_FAIL_COMPILE"
+FAIL_STEP = "VLLM_NPU_GRAPH_FAIL_STEP"
 HOST_VISIBLE_DEVICES = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
 CACHE = "VLLM_NPU_GRAPH_CACHE"
 COMPILE_CACHE_DIR = "VLLM_NPU_GRAPH_COMPILE_CACHE_DIR"
@@ -17,7 +19,10 @@ DEMO_PORT = "VLLM_NPU_GRAPH_DEMO_PORT"
 ENVIRONMENT_VARIABLES = {
     TARGET: "auto (default) | npu | host: which target the plugin drives",
     STRICT_GRAPHS: "1: a host graph that would behave differently from a device graph is an error (tests)",
-    FAIL_CAPTURE_SIZES: "comma-separated capture sizes whose capture fails on purpose (fault injection)",
+    FAIL_CAPTURE_SIZES: ("comma-separated capture sizes whose capture fails on purpose; `oom:N`: every size of N "
+                         "tokens or more runs out of memory at capture (fault injection)"),
+    FAIL_COMPILE: "1: compiling the decoder fails on purpose, so it runs uncompiled (fault injection)",
+    FAIL_STEP: "N: the model runner's N-th model step raises, a fatal engine-core error (fault injection)",
     HOST_VISIBLE_DEVICES: "the host target's device-control variable (vLLM sets it per worker)",
     CACHE: "folder for the embedded model and run reports (default ~/.cache/vllm-npu-graph)",
     COMPILE_CACHE_DIR: "folder of our compile-cache entries (default $VLLM_CACHE_ROOT/npu_graph_compile_cache)",

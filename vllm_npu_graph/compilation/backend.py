@@ -10,6 +10,7 @@ Compiled code is cached in our own folder (compilation/cache_store.py) under our
 """
 
 import hashlib
+import os
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch.fx as fx
 from vllm import envs as vllm_envs
 from vllm.compilation.compiler_interface import CompilerInterface
 
+from vllm_npu_graph import envs
 from vllm_npu_graph.compilation import cache_key
 from vllm_npu_graph.compilation.cache_store import CompileCache
 from vllm_npu_graph.compilation.frozen_values import violation
@@ -116,6 +118,8 @@ class NPUGraphCompiler(CompilerInterface):
         attn_counts = count_ops(graph.graph, ATTENTION_OPS)
         start, runs = time.perf_counter(), passes.runs
         try:
+            if os.environ.get(envs.FAIL_COMPILE) == "1":
+                raise RuntimeError(f"failure injected by {envs.FAIL_COMPILE}")
             compiled = self.target.lower_graph(graph, example_inputs, passes)
         except Exception as exc:  # the eager path must stay available
             logger.error(

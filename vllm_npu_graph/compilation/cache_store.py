@@ -8,8 +8,9 @@ and a truncated or corrupt artifact must be detected (checksum) before it is loa
 Writes are atomic (temp file + rename); the rename of an artifact and the manifest
 update happen together under a file lock on the entry, so two processes filling one
 entry at once leave one valid entry. An artifact counts only once the manifest lists
-it (the manifest is the ready marker). A folder we can't write gives one warning and an
-uncached run, never a crash.
+it (the manifest is the ready marker). A writer killed mid-write leaves only a temp
+file, which readers never see and the next writer of the entry removes. A folder we
+can't write gives one warning and an uncached run, never a crash.
 """
 
 import contextlib
@@ -56,6 +57,25 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_dead_writers_temps(entry: Path) -> None:
+    """Temp files (`.<name>.<pid>.tmp`) of writers on this machine that died mid-write."""
+    for tmp in entry.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
 def read_manifest(entry: Path) -> dict | None:
     try:
         data = json.loads((entry / MANIFEST).read_text())
@@ -93,6 +113,9 @@ class CompileCache:
         missing or corrupt one is logged, removed from the entry, and None returned."""
         entry = self.entry(key_digest)
         manifest = read_manifest(entry)
+        if manifest is None and (entry / MANIFEST).exists():
+            logger.warning("npu_graph: compile-cache manifest %s is truncated or corrupt; ignoring the entry "
+                           "(the next compile rewrites it).", entry / MANIFEST)
         record = (manifest or {}).get("artifacts", {}).get(name)
         if record is None:
             return None
@@ -129,6 +152,7 @@ class CompileCache:
         tmp = entry / f".{name}.{os.getpid()}.tmp"
         try:
             entry.mkdir(parents=True, exist_ok=True)
+            remove_dead_writers_temps(entry)
             if not write(str(tmp)):
                 return False
             record = {**meta, "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp)}

@@ -27,6 +27,19 @@ logger = get_logger(__name__)
 FAIL_CAPTURE_ENV = envs.FAIL_CAPTURE_SIZES
 
 
+def injected_capture_failure(num_tokens: int) -> Exception | None:
+    """The error FAIL_CAPTURE_SIZES makes this size's capture raise, if any: `N` a plain
+    failure of size N; `oom:N` an out-of-memory error for N tokens and more (the memory a
+    capture needs grows with its size, so a memory limit hits every larger size too)."""
+    for item in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
+        item = item.strip()
+        if item.startswith("oom:") and num_tokens >= int(item[len("oom:"):]):
+            return torch.OutOfMemoryError(f"out of memory injected by {FAIL_CAPTURE_ENV}={item}")
+        if item == str(num_tokens):
+            return RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
+    return None
+
+
 def _num_tokens(args, kwargs) -> int | None:
     for value in (*args, *kwargs.values()):
         if isinstance(value, torch.Tensor) and value.dim() >= 1:
@@ -129,8 +142,9 @@ class NPUGraphWrapper(torch.nn.Module):
                 self.fallbacks.record(f"size {desc.num_tokens} was not captured at start-up")
             return self.runnable(*args, **kwargs)
         try:
-            if str(desc.num_tokens) in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
-                raise RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
+            injected = injected_capture_failure(desc.num_tokens)
+            if injected is not None:
+                raise injected
             start = time.perf_counter()
             graph = self.target.capture_graph(self.runnable, args, kwargs)
             self.capture_seconds[desc] = time.perf_counter() - start

@@ -172,4 +172,4 @@ class NPUTarget(Target):
                     "'Alloc sq cq fail'): capture fewer sizes, e.g. --additional-config "
                     "'{\"npu_graph\": {\"max_graph_sizes\": 8}}' or a smaller "
                     "--compilation-config max_cudagraph_capture_size; old firmware also needs an update")
-        return None
+        return super().explain_capture_error(exc)

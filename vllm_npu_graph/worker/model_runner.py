@@ -1,6 +1,7 @@
 """Our model runner: vLLM's GPUModelRunner with the device calls sent to the target
 and our static-graph wrapper in place of the CUDA one."""
 
+import os
 import time
 
 import torch
@@ -12,6 +13,7 @@ from vllm.utils.gc_utils import freeze_gc_for_cudagraph_capture
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 from vllm.v1.worker.workspace import lock_workspace
 
+from vllm_npu_graph import envs
 from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.models import cache_dir
@@ -35,6 +37,8 @@ class NPUGraphModelRunner(GPUModelRunner):
         self.graph_fallbacks = GraphFallbacks()
         self.capture_report: list[dict] = []  # per size: warm-up run, capture, graph memory
         self.capture_phase_s = 0.0  # the whole capture step (GC freeze, all sizes, workspace lock)
+        self.model_steps = 0  # scheduled (non-empty) model steps served
+        self.fail_step = int(os.environ.get(envs.FAIL_STEP) or 0)  # fault injection: 0 = never
         super().__init__(vllm_config, device)
 
     def load_model(self, load_dummy_weights: bool = False) -> None:
@@ -100,6 +104,14 @@ class NPUGraphModelRunner(GPUModelRunner):
         _, peak = self.target.measure_peak(
             lambda: self._dummy_run(size, cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True))
         return peak
+
+    def execute_model(self, scheduler_output, *args, **kwargs):
+        if scheduler_output.total_num_scheduled_tokens:
+            self.model_steps += 1
+            if self.model_steps == self.fail_step:
+                raise RuntimeError(f"failure injected by {envs.FAIL_STEP}={self.fail_step} in model step "
+                                   f"{self.model_steps}")
+        return super().execute_model(scheduler_output, *args, **kwargs)
 
     def _sync_device(self) -> None:
         self.target.synchronize()
