@@ -35,7 +35,7 @@ def mode_env(mode, settings, cache: Path) -> dict[str, str]:
 
 def run_offline(mode, settings, env: dict, logs: Path, tag: str, timeout_s: float = 1800) -> dict:
     sizes = settings.sizes
-    spec = {"engine_args": {**settings.engine_args(), **mode.engine_args}, "seed": settings.seed,
+    spec = {"engine_args": settings.mode_engine_args(mode), "seed": settings.seed,
             "batches": sizes.batches, "prefill_lens": sizes.prefill_lens, "decode_prompt_len": sizes.decode_prompt_len,
             "decode_new_tokens": sizes.decode_new_tokens, "greedy_new_tokens": sizes.greedy_new_tokens}
     spec_path, out_path = logs / f"{tag}-offline-spec.json", logs / f"{tag}-offline-out.json"
@@ -88,7 +88,7 @@ def run_all(settings, modes: list, out_dir: Path, progress: bool = True) -> list
             cache = work / f"{mode.name}-r{repeat}"  # empty for the offline (cold) start
             env = mode_env(mode, settings, cache)
             tag = f"{mode.name}-r{repeat}"
-            engine_args = {**settings.engine_args(), **mode.engine_args}
+            engine_args = settings.mode_engine_args(mode)
             try:
                 if phase == "offline":
                     data = run_offline(mode, settings, env, logs, tag)

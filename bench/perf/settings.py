@@ -75,6 +75,16 @@ class Settings:
             "enable_prefix_caching": False,
         }
 
+    def mode_engine_args(self, mode) -> dict:
+        """The shared engine settings plus the mode's own; our modes get the same thread
+        count through `host_threads` (our plugin sizes its threads itself otherwise)."""
+        args = {**self.engine_args(), **mode.engine_args}
+        if not mode.is_peer:
+            extra = args.get("additional_config", {})
+            npu_graph = {**extra.get("npu_graph", {}), "host_threads": self.threads}
+            args["additional_config"] = {**extra, "npu_graph": npu_graph}
+        return args
+
     def thread_env(self) -> dict[str, str]:
         """The same OpenMP threads for every mode. vLLM's CPU platform would otherwise
         bind its worker to the cores left after reserving one for the scheduler (one
