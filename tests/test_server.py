@@ -1,11 +1,13 @@
 """`vllm serve` as a user types it, on the host target: the OpenAI endpoints answer
-(streaming included), a too-long request gets a 400 while the server keeps serving, and
-the start-up log says which graphs were kept and what memory they and the KV cache take."""
+(streaming included), a too-long request gets a 400 while the server keeps serving, the
+start-up log says which graphs were kept and what memory they and the KV cache take, and
+a Ctrl-C stops it with no error or traceback in its output."""
 
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +32,8 @@ def server(default_model):
            "--max-model-len", str(MAX_MODEL_LEN), "--served-model-name", "smollm2",
            "--additional-config", json.dumps({"npu_graph": {"host_kv_cache_gib": 0.25}})]
     log = open(LOG, "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # its own process group, so the last test can press Ctrl-C as a terminal would
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_healthy(BASE, proc, timeout_s=300)
         yield proc
@@ -103,3 +106,16 @@ def test_too_long_request_is_400_and_server_keeps_serving(server):
     assert "context length" in r.text or "maximum" in r.text
     assert server.poll() is None
     test_completion(server)
+
+
+def test_ctrl_c_stops_cleanly(server):
+    """Runs last (it stops the module's server). A terminal's Ctrl-C: SIGINT to the whole
+    process group. vLLM's own spurious EngineDeadError traceback on a stop is demoted by
+    shutdown_log.py; anything else logged at ERROR would be a real fault."""
+    os.killpg(server.pid, signal.SIGINT)
+    assert server.wait(timeout=60) == 0
+    log = LOG.read_text()
+    assert "shutdown triggered" in log, log[-3000:]
+    stop = log[log.index("shutdown triggered"):]
+    for bad in ("ERROR", "Traceback", "EngineDeadError"):
+        assert bad not in log, stop[-3000:]

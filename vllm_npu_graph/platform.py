@@ -114,6 +114,14 @@ class NPUGraphPlatform(Platform):
         _target.register_kernel_overrides()
 
     @classmethod
+    def pre_register_and_update(cls, parser=None) -> None:
+        """Runs in the API server before its engine starts: a deliberate stop there must not
+        log vLLM's spurious EngineDeadError traceback (shutdown_log.py says why)."""
+        from vllm_npu_graph import shutdown_log
+
+        shutdown_log.install()
+
+    @classmethod
     def check_and_update_config(cls, vllm_config) -> None:
         """Validate our options and wire our worker. Runs in several processes: it
         must be idempotent."""

@@ -4,6 +4,7 @@ and our static-graph wrapper in place of the CUDA one."""
 import os
 import time
 
+import numpy as np
 import torch
 from vllm.compilation.cuda_graph import CUDAGraphWrapper
 from tqdm import tqdm
@@ -112,6 +113,35 @@ class NPUGraphModelRunner(GPUModelRunner):
                 raise RuntimeError(f"failure injected by {envs.FAIL_STEP}={self.fail_step} in model step "
                                    f"{self.model_steps}")
         return super().execute_model(scheduler_output, *args, **kwargs)
+
+    def _sample(self, logits, spec_decode_metadata):
+        """Remember the generator state of each seeded request whose sample this step will
+        discard (a prefill chunk that is not its last), before the sampler draws from it."""
+        self._rng_before_discard = self._discarded_generator_states()
+        return super()._sample(logits, spec_decode_metadata)
+
+    def _discarded_generator_states(self) -> dict[int, torch.Tensor]:
+        generators = self.input_batch.generators
+        if not generators:
+            return {}
+        discarded = np.nonzero(self.discard_request_mask.np[:self.input_batch.num_reqs])[0]
+        return {int(i): generators[int(i)].get_state() for i in discarded if int(i) in generators}
+
+    def _bookkeeping_sync(self, *args, **kwargs):
+        """Undo a discarded sample's draw by restoring the generator state from before it.
+        vLLM rewinds a Philox offset (`set_offset(get_offset() - 4)`), which a CPU generator
+        does not have: it raised and killed the engine at the first seeded request whose
+        prompt was chunked. A restored state also keeps seeded output independent of how
+        the prompt was chunked."""
+        saved, self._rng_before_discard = getattr(self, "_rng_before_discard", {}), {}
+        generators = self.input_batch.generators
+        held = {i: generators.pop(i) for i in saved}  # vLLM's rewind skips requests with no generator
+        try:
+            return super()._bookkeeping_sync(*args, **kwargs)
+        finally:
+            for i, gen in held.items():
+                gen.set_state(saved[i])
+                generators[i] = gen
 
     def _sync_device(self) -> None:
         self.target.synchronize()
