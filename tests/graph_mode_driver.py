@@ -19,7 +19,7 @@ from vllm_npu_graph.passes import PASS_NAMES
 
 TRITON = {"npu_graph": {"kernels": "triton"}}
 MODES = {
-    "graph": dict(compilation_config={"cudagraph_mode": "FULL", "cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
+    "graph": dict(compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
     "eager": dict(enforce_eager=True),
     "eager-reference": dict(enforce_eager=True, additional_config={"npu_graph": {"kernels": "reference"}}),
     "triton": dict(enforce_eager=True, additional_config=TRITON),

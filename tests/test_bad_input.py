@@ -1,35 +1,54 @@
-"""Bad configurations fail fast with one clear error that names the fix."""
+"""Bad configurations are refused before any weights load, with one clear line that
+names the fix; their valid neighbours are accepted. The cases live in
+bad_input_cases.py, which also writes bad_input_table.md from their real messages."""
+
+import logging
+import re
 
 import pytest
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from bad_input_cases import CASES, TABLE, outcome, render_table
 
 
-def engine_config(model, **kwargs):
+@pytest.mark.parametrize("case", [c for c in CASES if c.rejected], ids=lambda c: c.id)
+def test_bad_input_is_refused_with_one_line_naming_the_fix(case):
+    raised, message = outcome(case.id)
+    assert raised, f"{case.id} was accepted: {message}"
+    assert re.search(case.expect, message), f"{case.id}: {raised}: {message}"
+    assert "\n" not in message
+    assert raised.startswith("vllm_npu_graph.") != case.by_vllm, f"{case.id} was refused by {raised}"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.rejected], ids=lambda c: c.id)
+def test_valid_neighbours_are_accepted(case):
+    raised, message = outcome(case.id)
+    assert not raised, f"{case.id} was refused: {raised}: {message}"
+    assert re.search(case.expect, message), message
+
+
+def test_the_committed_table_holds_the_messages_the_cases_produce_now():
+    assert TABLE.read_text() == render_table(), (
+        "tests/bad_input_table.md is stale: run `PYTHONPATH=. VLLM_NPU_GRAPH_TARGET=host python tests/bad_input_cases.py`")
+
+
+def test_default_mode_maps_to_decode_graphs_with_a_log_line(tiny_model):
     from vllm.engine.arg_utils import EngineArgs
 
-    return EngineArgs(model=str(model), dtype="float32", max_model_len=256, **kwargs).create_engine_config()
-
-
-@pytest.fixture(scope="module")
-def gpt2_model(tmp_path_factory, default_model):
-    out = tmp_path_factory.mktemp("gpt2")
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=49152)).save_pretrained(out)
-    AutoTokenizer.from_pretrained(str(default_model)).save_pretrained(out)
-    return out
-
-
-def test_unsupported_architecture_is_rejected(gpt2_model):
-    # vLLM's pydantic config wraps our ValueError; the message is ours, unchanged.
-    with pytest.raises(ValueError) as err:
-        engine_config(gpt2_model)
-    assert "vllm-npu-graph does not support the architecture 'GPT2LMHeadModel'; supported: LlamaForCausalLM" in str(err.value)
-
-
-def test_unknown_plugin_option_is_rejected(tiny_model):
-    with pytest.raises(ValueError, match=r"Unknown option\(s\) 'capture_everything'.*valid options: dump_graph_dir, host_kv_cache_gib"):
-        engine_config(tiny_model("llama"), additional_config={"npu_graph": {"capture_everything": True}})
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("vllm.npu_graph.platform")
+    logger.addHandler(handler)
+    try:
+        config = EngineArgs(model=str(tiny_model("llama")), dtype="float32", max_model_len=256).create_engine_config()
+    finally:
+        logger.removeHandler(handler)
+    assert config.compilation_config.cudagraph_mode.name == "FULL_DECODE_ONLY"
+    assert any("cudagraph_mode FULL_AND_PIECEWISE maps to FULL_DECODE_ONLY" in r.getMessage() for r in records)
 
 
 def test_valid_config_wires_our_worker(tiny_model):
-    config = engine_config(tiny_model("llama"), additional_config={"npu_graph": {"host_kv_cache_gib": 0.5}})
+    from vllm.engine.arg_utils import EngineArgs
+
+    config = EngineArgs(model=str(tiny_model("llama")), dtype="float32", max_model_len=256,
+                        additional_config={"npu_graph": {"host_kv_cache_gib": 0.5}}).create_engine_config()
     assert config.parallel_config.worker_cls == "vllm_npu_graph.worker.worker.NPUGraphWorker"

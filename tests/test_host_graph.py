@@ -151,6 +151,8 @@ def test_capture_sizes_minimise_worst_padding_within_the_limit():
     assert worst_padding(by_index)[0] > 3
     assert all(pad_to(b, kept) - b <= 0.34 * b for b in range(1, 257))
     assert choose_capture_sizes([1, 2, 4, 8, 16], 16, 32) == [1, 2, 4, 8, 16]  # within the limit: as given
+    assert choose_capture_sizes([1, 2, 4, 8, 16], 2, 32) == [1, 16]
+    assert choose_capture_sizes([1, 2, 4, 8, 16], 1, 32) == [16]  # one graph: the one that serves every batch
 
 
 def test_reference_decode_and_kv_write_do_no_host_sync():

@@ -9,7 +9,7 @@ import os
 import torch
 from vllm.platforms.interface import Platform, PlatformEnum
 
-from vllm_npu_graph.config import SUPPORTED_ARCHITECTURES, plugin_config
+from vllm_npu_graph.config import SUPPORTED_ARCHITECTURES, PluginConfigError, check_dump_dir, plugin_config, setting_error
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
 
@@ -122,11 +122,21 @@ class NPUGraphPlatform(Platform):
         shutdown_log.install()
 
     @classmethod
+    def apply_config_platform_defaults(cls, vllm_config) -> None:
+        """Runs before vLLM fills in its compilation defaults: the only place that sees
+        which graph settings the user gave."""
+        from vllm_npu_graph.compilation.requested_graphs import check_requested_graphs
+
+        check_requested_graphs(vllm_config)
+
+    @classmethod
     def check_and_update_config(cls, vllm_config) -> None:
         """Validate our options and wire our worker. Runs in several processes: it
         must be idempotent."""
         options = plugin_config(vllm_config)  # raises on invalid options
         check_kernels_and_passes(options)
+        check_dump_dir(options.dump_graph_dir)
+        check_features(vllm_config)
         if options.kernels == "triton":
             _target.prepare_triton()  # before engine processes spawn and import Triton
         model = vllm_config.model_config
@@ -163,7 +173,7 @@ class NPUGraphPlatform(Platform):
             else:
                 message = f"Unknown vLLM environment variable detected: {name}"
             if hard_fail:
-                raise ValueError(message)
+                raise PluginConfigError(message)
             logger.warning(message)
 
     def get_global_graph_pool(self):
@@ -178,9 +188,18 @@ class NPUGraphPlatform(Platform):
         return COMPILER_QUALNAME
 
 
+def check_features(vllm_config) -> None:
+    """vLLM features our worker or attention can't serve, refused before the engine starts."""
+    if vllm_config.lora_config is not None:
+        raise PluginConfigError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
+    cache_dtype = vllm_config.cache_config.cache_dtype
+    if cache_dtype != "auto":
+        raise setting_error("kv_cache_dtype", "auto (the model's dtype) on vllm-npu-graph", cache_dtype,
+                            "drop --kv-cache-dtype")
+
+
 def check_kernels_and_passes(options) -> None:
     """Choices that can't work together on this target, refused before weights load."""
-    from vllm_npu_graph.config import PluginConfigError
     from vllm_npu_graph.passes import enabled_passes
 
     kernels = _target.default_kernels if options.kernels == "auto" else options.kernels
@@ -224,16 +243,18 @@ def configure_graph_mode(vllm_config, options) -> None:
     if model is not None and model.enforce_eager:
         mode = CUDAGraphMode.NONE
     elif mode != CUDAGraphMode.NONE and mode != CUDAGraphMode.FULL_DECODE_ONLY:
-        # Our attention reads every length from device tensors only for decode batches
-        # (prefill kernels size their grid from host ints), and with splitting_ops=[]
-        # there are no pieces: decode batches replay one whole-decoder graph, the rest
-        # run eagerly (logged).
+        # vLLM's default mode (a mode the user set explicitly was refused in
+        # apply_config_platform_defaults). Our attention reads every length from device
+        # tensors only for decode batches (prefill kernels size their grid from host
+        # ints), and with splitting_ops=[] there are no pieces: decode batches replay one
+        # whole-decoder graph, the rest run eagerly (logged).
         logger.info("vllm-npu-graph: cudagraph_mode %s maps to FULL_DECODE_ONLY (whole-decoder graphs for "
                     "decode batches; prefill and mixed batches run eagerly).", mode.name)
         mode = CUDAGraphMode.FULL_DECODE_ONLY
     compilation.cudagraph_mode = mode
     if mode != CUDAGraphMode.NONE:
-        limit_capture_sizes(compilation, options.max_graph_sizes or _target.max_graph_sizes,
+        limit = options.max_graph_sizes if options.max_graph_sizes is not None else _target.max_graph_sizes
+        limit_capture_sizes(compilation, limit,
                             vllm_config.scheduler_config.max_num_seqs)
 
 

@@ -38,12 +38,14 @@ def _greedy(largest: int, ratio: float) -> list[int]:
 def choose_capture_sizes(sizes: list[int], limit: int | None, largest: int | None = None) -> list[int]:
     """At most `limit` sizes (any integers up to the largest) with the smallest worst
     padding; size 1 and the largest size are always kept, so every batch up to it has
-    a graph.
+    a graph (with a limit of 1, only the largest: it still serves every batch).
     `largest` caps the sizes (decode batches never exceed max_num_seqs)."""
     sizes = sorted(set(sizes))
     sizes = [s for s in sizes if largest is None or s <= largest] or sizes[:1]
     if not limit or len(sizes) <= limit:
         return sizes
+    if limit == 1:
+        return sizes[-1:]
     top = sizes[-1]
     lo, hi = 0.0, float(top)
     for _ in range(60):  # bisect the ratio: the count of sizes needed falls as it grows
