@@ -90,7 +90,7 @@ class NPUGraphConfig:
             raise setting_error(option("max_graph_sizes"), ">= 1", config.max_graph_sizes,
                                 "leave it out for the target's default, or turn graphs off with --enforce-eager")
         if config.host_threads < 0:
-            raise setting_error(option("host_threads"), ">= 0 (0 = vLLM's default)", config.host_threads)
+            raise setting_error(option("host_threads"), ">= 0 (0 = every usable CPU)", config.host_threads)
         if config.host_kv_cache_gib <= 0:
             raise setting_error(option("host_kv_cache_gib"), "> 0", config.host_kv_cache_gib)
         return config
