@@ -82,7 +82,7 @@ CASES = [
     Case("max-graph-sizes-zero", npu_graph(max_graph_sizes=0),
          OPT + r"\[\"max_graph_sizes\"\] must be >= 1, got 0; leave it out for the target's default, or turn graphs off with --enforce-eager\."),
     Case("max-graph-sizes-negative", npu_graph(max_graph_sizes=-1), OPT + r'\["max_graph_sizes"\] must be >= 1, got -1;'),
-    Case("host-threads-negative", npu_graph(host_threads=-1), OPT + r"\[\"host_threads\"\] must be >= 0 \(0 = vLLM's default\), got -1\."),
+    Case("host-threads-negative", npu_graph(host_threads=-1), OPT + r"\[\"host_threads\"\] must be >= 0 \(0 = every usable CPU\), got -1\."),
     Case("host-kv-cache-zero", npu_graph(host_kv_cache_gib=0), OPT + r'\["host_kv_cache_gib"\] must be > 0, got 0\.0\.'),
     Case("host-kv-cache-negative", npu_graph(host_kv_cache_gib=-1), OPT + r'\["host_kv_cache_gib"\] must be > 0, got -1\.0\.'),
     Case("dump-dir-is-a-file", npu_graph(dump_graph_dir="/etc/passwd"),
