@@ -14,6 +14,7 @@ after a warm one only from its second step on.
 
 import argparse
 import collections
+import json
 import os
 import time
 
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--eager", action="store_true")
-    parser.add_argument("--threads", type=int, default=0, help="our host_threads option (ours only)")
+    parser.add_argument("--ours-config", default="{}", help='our options, e.g. \'{"host_threads": 1}\'')
     args = parser.parse_args()
 
     import torch
@@ -72,7 +73,7 @@ def main() -> None:
 
     llm = LLM(model=str(build_default_model()), dtype="float32", max_model_len=1024, max_num_seqs=max(16, args.batch),
               seed=0, kv_cache_memory_bytes=256 << 20, enforce_eager=args.eager, enable_prefix_caching=False,
-              **({"additional_config": {"npu_graph": {"host_threads": args.threads}}} if args.threads else {}))
+              additional_config={"npu_graph": json.loads(args.ours_config)})
     prompts = [f"Write a short story about robot number {i}." for i in range(args.batch)]
     params = SamplingParams(temperature=0.0, max_tokens=args.tokens, ignore_eos=True)
     llm.generate(prompts, params, use_tqdm=False)  # warm
