@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ BATCHES = "1,2,3,5,8,13,16,24,long"
 
 
 def run_driver(model, mode: str, batches: str = BATCHES, max_tokens: int = 12) -> tuple[dict, str]:
+    # A fresh compile cache of our own: the checks read the compile's log lines, which a
+    # warm cache (an earlier run of the same code) would replace by a load.
     env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host", VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES=str(FAILED_SIZE),
+               VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=tempfile.mkdtemp(prefix="graph_mode_compile_cache_"),
                PYTHONPATH=str(HERE))
     cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, batches, str(max_tokens)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
