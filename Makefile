@@ -45,8 +45,10 @@ $(STAMP_ASCEND): Makefile
 ascend-ir: ascend-venv
 	PYTHONPATH=$(CURDIR) $(VENV_ASCEND)/bin/python -m vllm_npu_graph.ascend_ir --out bench/results/ascend-ir
 
+# The embedded default model, and the host target's C++ ops (built once per machine).
 model: venv
 	$(PY) -m vllm_npu_graph.models build-default
+	$(PY) -m vllm_npu_graph.targets.host_ops
 
 # The torch-npu 2.13.0 wheel's contract files (schemas, graph API) the fake torch_npu
 # checks calls against; downloaded, unpacked, never installed.

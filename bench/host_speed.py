@@ -4,7 +4,10 @@ eager and compiled, and our plugin, eager and graph mode, on the embedded model.
 One engine per mode, each in its own process (started one after another, cold compile
 caches; the start time is the engine's construction time). Measurements are then
 interleaved (mode A, B, C, D, then again) for --rounds rounds, so drift on a noisy
-machine hits every mode alike; medians are reported with the ratios the host-speed
+machine hits every mode alike. Only the engine being started or measured runs: the others
+are paused (SIGSTOP to their process group), as a user runs one engine. An idle engine
+is not quiet: vLLM's CPU worker keeps polling for a while after each batch, and took
+0.1-0.4 s of a core during another engine's 1.4 s batch-1 run here. Medians are reported with the ratios the host-speed
 goals are stated in. Decode tokens/s and time per output token come from the time of
 N+1 new tokens minus the time of 1 (the prefill). Greedy tokens of every mode are
 compared with our eager mode's.
@@ -15,6 +18,7 @@ compared with our eager mode's.
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,8 +71,15 @@ def start(mode: str, max_num_seqs: int, cache: str, ours_config: str) -> tuple[s
     proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs),
                              "--ours-config", ours_config],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                            text=True)
-    return proc, _reply(proc)["start_s"]
+                            text=True, start_new_session=True)
+    started = _reply(proc)["start_s"]
+    _signal(proc, signal.SIGSTOP)
+    return proc, started
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """To the engine's whole process group (its engine-core and worker processes too)."""
+    os.killpg(proc.pid, sig)
 
 
 def _reply(proc) -> dict:
@@ -99,6 +110,7 @@ def main() -> None:
         print(f"{mode}: engine ready in {starts[mode]:.1f} s (cold)", flush=True)
     for r in range(args.rounds):
         for mode in modes:
+            _signal(procs[mode], signal.SIGCONT)
             for b in batches:
                 procs[mode].stdin.write(json.dumps({"batch": b, "tokens": args.tokens}) + "\n")
                 procs[mode].stdin.flush()
@@ -107,7 +119,9 @@ def main() -> None:
                 tokens[(mode, b)] = reply["tokens"]
                 print(f"round {r + 1} {mode:14s} batch {b:3d}: {reply['tok_s']:7.1f} tok/s, "
                       f"TPOT {reply['tpot_ms']:6.1f} ms", flush=True)
+            _signal(procs[mode], signal.SIGSTOP)
     for proc in procs.values():
+        _signal(proc, signal.SIGCONT)
         proc.stdin.close()
         proc.wait()
     med = {m: {b: {k: statistics.median(x[k] for x in results[m][b]) for k in ("tok_s", "tpot_ms")}

@@ -87,3 +87,50 @@ def test_native_fused_ops_equal_the_references():
     gate_up = torch.randn(5, 2 * 1536)
     torch.testing.assert_close(host_native.swiglu(gate_up), fused.swiglu(gate_up), atol=1e-5, rtol=1e-5)
     assert torch.equal(x, x0) and torch.equal(r, r0)  # inputs untouched (our ops are functional)
+
+
+def test_cpp_linear_equals_f_linear_and_reuses_its_pack():
+    from vllm_npu_graph.targets import host_ops
+
+    assert host_ops.load(), "the host target's C++ ops must build on the CI machine (g++ and torch headers)"
+    op = torch.ops.npu_graph_host.linear.default
+    w, b = torch.randn(960, 576) / 24, torch.randn(960)
+    for x in (torch.randn(1, 576), torch.randn(2, 3, 576), torch.randn(16, 576)):
+        for bias in (None, b):
+            torch.testing.assert_close(op(x, w, bias), torch.nn.functional.linear(x, w, bias), atol=1e-4, rtol=1e-4)
+    w2 = w.clone() * 2  # another storage: packed on its own, not served w's pack
+    x = torch.randn(4, 576)
+    torch.testing.assert_close(op(x, w2, None), torch.nn.functional.linear(x, w2), atol=1e-4, rtol=1e-4)
+
+
+def test_host_lowering_routes_linear_to_the_cpp_op():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    import vllm_npu_graph.ops.fused  # noqa: F401  (defines npu_graph::linear)
+    from vllm_npu_graph.targets import host_ops
+    from vllm_npu_graph.targets.host import HostTarget
+
+    assert [name for name, _ in HostTarget().lowering_passes("native")] == [host_ops.NAME]
+    assert HostTarget().lowering_passes("reference") == []  # parity runs keep our Python kernels
+    gm = make_fx(lambda x, w: torch.ops.npu_graph.linear(torch.ops.npu_graph.linear(x, w, None), w, None),
+                 tracing_mode="fake")(torch.randn(2, 8), torch.randn(8, 8))
+    assert host_ops.lower_linear(gm.graph) == 2
+    targets = {n.target for n in gm.graph.nodes if n.op == "call_function"}
+    assert targets == {torch.ops.npu_graph_host.linear.default}
+
+
+def test_host_ops_build_failure_is_logged_and_the_python_kernel_serves(tmp_path, monkeypatch, caplog):
+    from vllm_npu_graph.targets import host_ops
+    from vllm_npu_graph.targets.host import HostTarget
+
+    broken = tmp_path / "host_ops.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(host_ops, "SOURCE", broken)
+    host_ops.load.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert HostTarget().lowering_passes("native") == []
+        assert "could not be built" in caplog.text
+    finally:
+        host_ops.load.cache_clear()

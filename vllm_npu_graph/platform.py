@@ -202,7 +202,7 @@ def check_kernels_and_passes(options) -> None:
     """Choices that can't work together on this target, refused before weights load."""
     from vllm_npu_graph.passes import enabled_passes
 
-    kernels = _target.default_kernels if options.kernels == "auto" else options.kernels
+    kernels = _target.kernels_for(options.kernels)
     if kernels == "native" and _target.name != "host":
         raise PluginConfigError(
             'additional_config["npu_graph"]["kernels"] = "native" is the host target\'s (vLLM\'s CPU ops); '

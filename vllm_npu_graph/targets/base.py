@@ -19,6 +19,8 @@ def refresh_static_inputs(static_args, static_kwargs, args, kwargs) -> None:
     lives elsewhere into them (the runner's persistent buffers normally don't move)."""
     pairs = list(zip(static_args, args)) + [(static_kwargs.get(k), v) for k, v in kwargs.items()]
     for static, new in pairs:
+        if new is static:  # weights and persistent buffers: the same object every step
+            continue
         if isinstance(static, torch.Tensor) and isinstance(new, torch.Tensor) and static.data_ptr() != new.data_ptr():
             static.copy_(new)
 
@@ -121,6 +123,15 @@ class Target(ABC):
         """Op implementations from the device's own library, by op name, for a kernels
         choice (default none)."""
         return {}
+
+    def kernels_for(self, choice: str) -> str:
+        """The `kernels` option resolved: "auto" is the target's default."""
+        return self.default_kernels if choice == "auto" else choice
+
+    def lowering_passes(self, kernels: str) -> list:
+        """(name, pass) steps run after our passes that lower our ops to this target's
+        own (default none)."""
+        return []
 
     kv_cache_layout: str = "LBNHC"  # physical KV layout (vLLM KVCacheLayout name)
 

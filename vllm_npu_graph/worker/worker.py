@@ -50,9 +50,7 @@ class NPUGraphWorker(Worker):
     def _select_kernels(self) -> None:
         from vllm_npu_graph.ops import kernel_choice
 
-        choice = plugin_config(self.vllm_config).kernels
-        if choice == "auto":
-            choice = self.target.default_kernels
+        choice = self.target.kernels_for(plugin_config(self.vllm_config).kernels)
         kernel_choice.configure(self.target.triton_launch_table() if choice == "triton" else None,
                                 self.target.native_ops(choice))
         interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"

@@ -1,0 +1,65 @@
+"""The host target's C++ ops (host_ops.cpp), built once per machine and torch version
+with torch's extension builder into our cache folder (~10 s), then loaded.
+
+A replayed host graph is Python calling ops: the compiled graph's ~120 GEMM calls a
+step each cost a Python kernel frame (~4 us) on the `npu_graph::linear` path. The host
+lowering rewrites them to `npu_graph_host::linear`, whose kernel is C++. Without a C++
+compiler the build fails once, is logged, and the Python kernels serve.
+"""
+
+import hashlib
+from functools import cache
+from pathlib import Path
+
+import torch
+import torch.fx as fx
+
+from vllm_npu_graph.log import get_logger
+
+logger = get_logger(__name__)
+
+SOURCE = Path(__file__).with_suffix(".cpp")
+NAME = "host_linear"  # the lowering step's name in the pass log
+
+
+def build_dir() -> Path:
+    from vllm_npu_graph.models import cache_dir
+
+    tag = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode()).hexdigest()[:12]
+    return cache_dir() / "host_ops" / tag
+
+
+@cache
+def load() -> bool:
+    """Build (first time) and load the C++ ops; False, logged, if that fails."""
+    import vllm._custom_ops  # noqa: F401  (the _C ops our kernels call)
+    from torch.utils.cpp_extension import load as load_extension
+
+    folder = build_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        load_extension(name=f"npu_graph_host_ops_{folder.name}", sources=[str(SOURCE)], build_directory=str(folder),
+                       extra_cflags=["-O2"], is_python_module=False)
+    except Exception as exc:  # no compiler, or headers missing: the Python kernels serve
+        logger.warning("npu_graph: the host target's C++ ops could not be built (%s: %s); linear layers run "
+                       "through the Python kernel (slower per call).", type(exc).__name__, str(exc).splitlines()[0][:200])
+        return False
+    torch.library.register_fake("npu_graph_host::linear")(
+        lambda x, weight, bias: x.new_empty(*x.shape[:-1], weight.shape[0]))
+    return True
+
+
+def lower_linear(graph: fx.Graph) -> int:
+    """npu_graph::linear -> npu_graph_host::linear (same schema, C++ kernel)."""
+    count = 0
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target is torch.ops.npu_graph.linear.default:
+            node.target = torch.ops.npu_graph_host.linear.default
+            count += 1
+    return count
+
+
+if __name__ == "__main__":  # `make model` builds them ahead of the first engine start
+    import sys
+
+    sys.exit(0 if load() else 1)
