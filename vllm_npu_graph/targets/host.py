@@ -146,12 +146,18 @@ class HostTarget(Target):
         return "host-graph-pool"  # emulated graphs hold no device memory pool
 
     def lower_graph(self, graph, example_inputs, pass_manager):
-        """Inductor (C++ codegen) with our passes as its post-grad custom pass."""
+        """Inductor (C++ codegen) with our passes as its post-grad custom pass. Its
+        per-call size and alignment asserts (~8 Python calls a layer) run only in strict
+        mode (tests), where they check our ops' fake impls against the real outputs."""
         from torch._inductor import standalone_compile
 
+        from vllm_npu_graph.compilation.frozen_values import strict_graphs
+
+        checks = strict_graphs()
         return standalone_compile(
             graph, example_inputs, dynamic_shapes="from_graph",
-            options={"config_patches": {"post_grad_custom_post_pass": pass_manager}},
+            options={"config_patches": {"post_grad_custom_post_pass": pass_manager, "size_asserts": checks,
+                                        "alignment_asserts": checks}},
         )
 
     def save_compiled(self, compiled, path: str) -> bool:
