@@ -7,10 +7,10 @@ interleaved (mode A, B, C, D, then again) for --rounds rounds, so drift on a noi
 machine hits every mode alike. Only the engine being started or measured runs: the others
 are paused (SIGSTOP to their process group), as a user runs one engine. An idle engine
 is not quiet: vLLM's CPU worker keeps polling for a while after each batch, and took
-0.1-0.4 s of a core during another engine's 1.4 s batch-1 run here. Medians are reported with the ratios the host-speed
-goals are stated in. Decode tokens/s and time per output token come from the time of
-N+1 new tokens minus the time of 1 (the prefill). Greedy tokens of every mode are
-compared with our eager mode's.
+0.1-0.4 s of a core during another engine's 1.4 s batch-1 run here. Medians are
+reported with the ratios the host-speed goals are stated in. Decode tokens/s and time
+per output token come from the time of N+1 new tokens minus the time of 1 (the
+prefill). Greedy tokens of every mode are compared with our eager mode's.
 
     .venv/bin/python bench/host_speed.py [--rounds 3] [--tokens 64] [--batches 1,16]
 """

@@ -1,8 +1,9 @@
 """The host target's native ops: what vLLM's CPU build ships, as torch_npu's fused ops
 are the NPU's. Our custom ops dispatch here when the host's kernels choice is `native`.
 
-- Linear layers: weights pre-packed once for oneDNN (`create_onednn_mm_handler`), then
-  `onednn_mm` per call: 2-3x faster than an unpacked GEMM at decode sizes here.
+- Linear layers: our C++ op (targets/host_ops.cpp), weights packed once for oneDNN
+  (vLLM's `create_onednn_mm_handler`), then `onednn_mm` per call: 2-3x faster than an
+  unpacked GEMM at decode sizes here. F.linear if the op could not be built.
 - RMSNorm, add+RMSNorm, SwiGLU (the fusion passes' ops): vLLM's C++ kernels.
 - Paged attention and the KV-cache write: vLLM's C++ CPU attention. It reads every
   length from the tensors (its work schedule is built from `seq_lens` inside the op,
@@ -15,10 +16,6 @@ import torch
 import vllm._custom_ops  # noqa: F401  (registers vLLM's CPU ops under torch.ops._C)
 
 _C = torch.ops._C
-_onednn_mm = _C.onednn_mm.default  # resolved once: a decode step makes ~120 GEMM calls
-# (weight address, shape) -> (oneDNN handle, in features, (out features,), the weight:
-# held so that its address can't be reused by another tensor while the pack exists).
-_handlers: dict[tuple[int, torch.Size], tuple[torch.Tensor, int, tuple[int], torch.Tensor]] = {}
 
 
 def _isa(block_size: int, head_size: int) -> str:
@@ -27,18 +24,12 @@ def _isa(block_size: int, head_size: int) -> str:
     return "vec" if block_size % 32 == 0 and head_size % 32 == 0 else "vec16"
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ weight.T (+ bias) with the weight packed for oneDNN on first use (keyed by the
-    weight's storage, so every caller of one weight shares its pack)."""
-    key = (weight.data_ptr(), weight.shape)
-    entry = _handlers.get(key)
-    if entry is None:
-        handle = _C.create_onednn_mm_handler(weight.t(), 32)
-        entry = _handlers[key] = (torch.tensor(handle, dtype=torch.int64), weight.shape[1], (weight.shape[0],), weight)
-    handle, k, n, _ = entry
-    out = x.new_empty(x.shape[:-1] + n)
-    _onednn_mm(out, x if x.dim() == 2 else x.reshape(-1, k), bias, handle)
-    return out
+def linear_impl():
+    """x @ weight.T (+ bias): the C++ op, whose oneDNN pack per weight storage is shared by
+    every caller (the compiled decoder's linears and the LM head), or F.linear."""
+    from vllm_npu_graph.targets import host_ops
+
+    return torch.ops.npu_graph_host.linear.default if host_ops.load() else torch.nn.functional.linear
 
 
 _attn = _C.cpu_attention_with_kv_cache.default
@@ -104,5 +95,5 @@ def swiglu(x: torch.Tensor) -> torch.Tensor:
 
 
 def native_ops() -> dict:
-    return {"linear": linear, "paged_attention": paged_attention, "write_kv_cache": write_kv_cache,
+    return {"linear": linear_impl(), "paged_attention": paged_attention, "write_kv_cache": write_kv_cache,
             "rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu}
