@@ -103,6 +103,24 @@ def test_cpp_linear_equals_f_linear_and_reuses_its_pack():
     torch.testing.assert_close(op(x, w2, None), torch.nn.functional.linear(x, w2), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("n, k", [(1001, 600), (7, 20), (49152, 576)])
+def test_cpp_linear_one_row_equals_f_linear(n, k):
+    """One row is the matrix-vector kernel (AVX-512) or oneDNN: rows split between
+    threads, widths off its 32-float step, strided inputs, and a transposed weight."""
+    from vllm_npu_graph.targets import host_ops
+
+    assert host_ops.load()
+    op = torch.ops.npu_graph_host.linear.default
+    w, b = torch.randn(n, k) / math.sqrt(k), torch.randn(n)
+    wide = torch.randn(1, 2 * k)
+    for x in (torch.randn(1, k), torch.randn(1, 1, k), wide[:, ::2]):
+        for bias in (None, b):
+            torch.testing.assert_close(op(x, w, bias), torch.nn.functional.linear(x, w, bias), atol=1e-4, rtol=1e-4)
+    w_t = torch.randn(k, n).t()  # not contiguous: served by oneDNN
+    torch.testing.assert_close(op(wide[:, :k], w_t, None), torch.nn.functional.linear(wide[:, :k], w_t),
+                               atol=1e-4, rtol=1e-4)
+
+
 def test_host_lowering_routes_linear_to_the_cpp_op():
     from torch.fx.experimental.proxy_tensor import make_fx
 

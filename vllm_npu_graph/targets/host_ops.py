@@ -1,5 +1,6 @@
 """The host target's C++ ops (host_ops.cpp), built once per machine and torch version
-with torch's extension builder into our cache folder (~10 s), then loaded.
+with torch's extension builder into our cache folder (~10 s), then loaded. The build is
+for this CPU (-march=native): a batch-1 linear on AVX-512 is our own matrix-vector kernel.
 
 A replayed host graph is Python calling ops: the compiled graph's ~120 GEMM calls a
 step would each cost a Python kernel frame (~4 us) on the `npu_graph::linear` path. The
@@ -9,6 +10,7 @@ a C++ compiler the build fails once, is logged, and linears run unpacked (F.line
 """
 
 import hashlib
+import platform
 from functools import cache
 from pathlib import Path
 
@@ -23,10 +25,23 @@ SOURCE = Path(__file__).with_suffix(".cpp")
 NAME = "host_linear"  # the lowering step's name in the pass log
 
 
+FLAGS = ["-O3", "-march=native", "-fopenmp"]  # native: AVX-512 where the CPU has it
+
+
+def cpu_features() -> bytes:
+    """The CPU's instruction-set flags: a build for one CPU (-march=native) is not reused
+    on another that shares the cache folder."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            return next((line for line in f if line.startswith(b"flags")), b"")
+    except OSError:
+        return platform.processor().encode()
+
+
 def build_dir() -> Path:
     from vllm_npu_graph.models import cache_dir
 
-    tag = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode()).hexdigest()[:12]
+    tag = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + cpu_features()).hexdigest()[:12]
     return cache_dir() / "host_ops" / tag
 
 
@@ -40,7 +55,7 @@ def load() -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         load_extension(name=f"npu_graph_host_ops_{folder.name}", sources=[str(SOURCE)], build_directory=str(folder),
-                       extra_cflags=["-O2"], is_python_module=False)
+                       extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], is_python_module=False)
     except Exception as exc:  # no compiler, or headers missing: linears run unpacked
         logger.warning("npu_graph: the host target's C++ ops could not be built (%s: %s); linear layers run "
                        "unpacked (F.linear, 2-3x slower at decode sizes).", type(exc).__name__, str(exc).splitlines()[0][:200])
