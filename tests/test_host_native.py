@@ -125,11 +125,12 @@ def test_host_lowering_routes_linear_to_the_cpp_op():
     from torch.fx.experimental.proxy_tensor import make_fx
 
     import vllm_npu_graph.ops.fused  # noqa: F401  (defines npu_graph::linear)
-    from vllm_npu_graph.targets import host_ops
+    from vllm_npu_graph.targets import host_attention, host_ops
     from vllm_npu_graph.targets.host import HostTarget
 
-    assert [name for name, _ in HostTarget().lowering_passes("native")] == [host_ops.NAME]
-    assert HostTarget().lowering_passes("reference") == []  # parity runs keep our Python kernels
+    assert [name for name, _ in HostTarget().lowering_passes("native")] == [host_attention.NAME, host_ops.NAME]
+    # Parity runs keep our Python kernels; the attention op pair is fused for any kernels.
+    assert [name for name, _ in HostTarget().lowering_passes("reference")] == [host_attention.NAME]
     gm = make_fx(lambda x, w: torch.ops.npu_graph.linear(torch.ops.npu_graph.linear(x, w, None), w, None),
                  tracing_mode="fake")(torch.randn(2, 8), torch.randn(8, 8))
     assert host_ops.lower_linear(gm.graph) == 2
@@ -138,7 +139,7 @@ def test_host_lowering_routes_linear_to_the_cpp_op():
 
 
 def test_host_ops_build_failure_is_logged_and_the_python_kernel_serves(tmp_path, monkeypatch, caplog):
-    from vllm_npu_graph.targets import host_ops
+    from vllm_npu_graph.targets import host_attention, host_ops
     from vllm_npu_graph.targets.host import HostTarget
 
     broken = tmp_path / "host_ops.cpp"
@@ -148,7 +149,7 @@ def test_host_ops_build_failure_is_logged_and_the_python_kernel_serves(tmp_path,
     host_ops.load.cache_clear()
     try:
         with caplog.at_level("WARNING"):
-            assert HostTarget().lowering_passes("native") == []
+            assert [name for name, _ in HostTarget().lowering_passes("native")] == [host_attention.NAME]
         assert "could not be built" in caplog.text
     finally:
         host_ops.load.cache_clear()

