@@ -47,7 +47,7 @@ def summarise(events, steps: int) -> dict:
                 child = stack.pop()
                 if child.name.startswith(SCOPE):
                     continue
-                if child.cpu_children and not child.name.startswith(("aten::", "_C", "npu_graph::")):
+                if child.cpu_children and not child.name.startswith(("aten::", "_C", "npu_graph::", "npu_graph_host::")):
                     stack.extend(child.cpu_children)  # a Python-level scope: look inside
                     continue
                 forward_ops[category(child.name)] += child.cpu_time_total / 1e3
