@@ -57,9 +57,6 @@ def test_whole_decoder_is_one_graph_with_attention_inside(runs):
     lines = [l for l in log.splitlines() if "compiled the whole decoder as one graph" in l]
     assert len(lines) == 1, lines
     assert f"{layers} attention ops, {layers} kv-cache writes" in lines[0]
-    # The host lowering: each layer's KV write + attention is one op, each linear the C++ op.
-    passes = next(l for l in log.splitlines() if "npu_graph passes:" in l)
-    assert f"host_attention={layers} host_linear={4 * layers} [" in passes, passes
 
 
 def test_decode_graphs_captured_and_fallbacks_logged(runs):

@@ -42,6 +42,6 @@ def test_default_passes_per_target_and_switches():
 
     fusions = [n for n in PASS_NAMES if n != "linear"]
     assert names("npu", {}) == fusions
-    assert names("host", {}) == ["linear"]
-    assert names("host", {"qkv_rope": True, "linear": False}) == ["qkv_rope"]
+    assert names("host", {}) == ["attention", "linear"]
+    assert names("host", {"qkv_rope": True, "linear": False}) == ["qkv_rope", "attention"]
     assert names("npu", {"swiglu": False}) == [n for n in fusions if n != "swiglu"]

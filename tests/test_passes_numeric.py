@@ -223,6 +223,29 @@ def test_attention_lowers_unified_attention_with_output(case):
     assert (torch.ops.npu_graph.attention.default in _targets(graph)) == lowered
 
 
+@pytest.mark.parametrize("case", ["pair", "other_layer", "shared_write"])
+def test_host_lowering_fuses_each_layers_kv_write_with_its_attention(case):
+    """Our attention op whose ordering token is its own layer's KV write (and that write's
+    only user) becomes one host op; anything else keeps the pair."""
+    from vllm_npu_graph.targets import host_attention
+
+    def build(g, placeholder):
+        q, k, v, layer, other = (placeholder(n, val) for n, val in [
+            ("q", torch.empty(3, 4, 32)), ("k", torch.empty(3, 2, 32)), ("v", torch.empty(3, 2, 32)),
+            ("layer", None), ("other", None)])
+        write = g.call_function(torch.ops.vllm.unified_kv_cache_update.default,
+                                (k, v, other if case == "other_layer" else layer))
+        attn = g.call_function(torch.ops.npu_graph.attention.default, (q, write, layer))
+        g.output((attn, write) if case == "shared_write" else (attn,))
+
+    graph = _graph_with(build)
+    fused = case == "pair"
+    assert host_attention.lower(graph) == int(fused)
+    targets = _targets(graph)
+    assert (targets == [torch.ops.npu_graph_host.attention.default]) == fused
+    assert (torch.ops.vllm.unified_kv_cache_update.default in targets) != fused
+
+
 def _add_rms_norm_graph(eps, read_base=False, variance_size=None) -> fx.GraphModule:
     """vLLM's in-place fused_add_rms_norm as functionalization leaves it in the graph."""
     import operator

@@ -5,10 +5,11 @@ rewrites.
 
 Defaults: on the NPU every pass (the fused torch_npu / Triton ops are the point there;
 on an H100 the folded RoPE+KV-write kernel beat RoPE then a separate write, see
-bench/results/) but `linear` (the device's own GEMM needs no pass). On the host only
-`linear` (packed oneDNN GEMMs): measured with bench/passes.py, every fusion pass alone
-or together decodes slower than Inductor's own fusion of the plain graph (the opaque
-ops stop it)."""
+bench/results/) but `linear` (the device's own GEMM needs no pass). On the host
+`linear` (our C++ GEMM op) and `attention`, which the host lowering fuses with each
+layer's KV write into one op (targets/host_attention.py): measured with bench/passes.py,
+every other fusion pass alone or together decodes slower than Inductor's own fusion of
+the plain graph (the opaque ops stop it)."""
 
 from vllm_npu_graph.passes import add_rms_norm, attention, linear, noop, qkv_rope, rms_norm, rope_kv_write, swiglu
 

@@ -15,7 +15,7 @@ from vllm_npu_graph.passes._match import aten, functionalized_calls, is_call, re
 
 NAME = "attention"
 NEEDS_IR_WRAP = False
-DEFAULT_ON = ("npu",)
+DEFAULT_ON = ("npu", "host")  # host: its lowering fuses the KV write in (targets/host_attention.py)
 
 
 def run(graph: fx.Graph) -> int:

@@ -3,10 +3,12 @@ attention.
 
 A replayed host graph is Python calling ops, and vLLM's two attention ops cost a layer
 ~45 us of Python around ~10 us of kernels (decorators, two forward-context lookups, a
-dummy dependency tensor). This step fuses each layer's pair, `unified_kv_cache_update`
-then attention, into `npu_graph_host::attention`, which looks the layer up once and
-calls our backend's write and attention, so the kernels (and the `kernels` choice) are
-the same as before. A device graph replays kernels, not Python: the NPU keeps the pair.
+dummy dependency tensor). After our attention pass (on by default on the host), this step
+fuses each layer's `unified_kv_cache_update` and `npu_graph::attention` into
+`npu_graph_host::attention`, which looks the layer up once and calls our backend's write
+and attention, so the kernels (and the `kernels` choice) are the same as before; with the
+attention pass switched off, vLLM's pair stays. A device graph replays kernels, not
+Python: the NPU keeps the pair.
 """
 
 import torch
@@ -14,7 +16,6 @@ import torch.fx as fx
 from vllm.model_executor.layers.attention.attention import get_attention_context
 from vllm.utils.torch_utils import LayerNameType, _resolve_layer_name
 
-from vllm_npu_graph.passes import attention as attention_pass
 from vllm_npu_graph.passes._match import is_call, replace_node
 
 NAME = "host_attention"  # the lowering step's name in the pass log
@@ -39,10 +40,10 @@ _LIB._register_fake("attention", lambda query, key, value, layer_name:
 
 
 def lower(graph: fx.Graph) -> int:
-    """vLLM's attention -> npu_graph::attention (our attention pass), then each
-    npu_graph::attention whose ordering token is the same layer's
+    """Each npu_graph::attention whose ordering token is the same layer's
     `unified_kv_cache_update` (and its only user) -> npu_graph_host::attention."""
-    attention_pass.run(graph)
+    from vllm_npu_graph.ops import attention  # noqa: F401  (defines npu_graph::attention)
+
     count = 0
     for node in list(graph.nodes):
         if not is_call(node, torch.ops.npu_graph.attention.default):
