@@ -1,9 +1,10 @@
 """The host target's native ops: what vLLM's CPU build ships, as torch_npu's fused ops
 are the NPU's. Our custom ops dispatch here when the host's kernels choice is `native`.
 
-- Linear layers: our C++ op (targets/host_ops.cpp), weights packed once for oneDNN
-  (vLLM's `create_onednn_mm_handler`), then `onednn_mm` per call: 2-3x faster than an
-  unpacked GEMM at decode sizes here. F.linear if the op could not be built.
+- Linear layers: our C++ op (targets/host_ops.cpp). One row (batch-1 decode) on AVX-512
+  is its matrix-vector kernel; more rows use weights packed once for oneDNN (vLLM's
+  `create_onednn_mm_handler`), then `onednn_mm` per call: 2-3x faster than an unpacked
+  GEMM at decode sizes here. F.linear if the op could not be built.
 - RMSNorm, add+RMSNorm, SwiGLU (the fusion passes' ops): vLLM's C++ kernels.
 - Paged attention and the KV-cache write: vLLM's C++ CPU attention. It reads every
   length from the tensors (its work schedule is built from `seq_lens` inside the op,
