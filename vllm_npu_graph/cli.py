@@ -132,12 +132,31 @@ def cmd_info(args: list[str]) -> int:
         "npu": "available" if missing is None else f"unavailable: {missing}",
         "supported_architectures": list(SUPPORTED_ARCHITECTURES),
         "default_model": str(default_model_dir()),
+        "host_cpu": _host_cpu_info(),
     }
     report = cache_dir() / "last_run.json"
     if report.is_file():
-        info["last_engine_run"] = json.loads(report.read_text())
+        try:
+            info["last_engine_run"] = json.loads(report.read_text())
+        except (OSError, ValueError) as exc:
+            info["last_engine_run"] = f"unreadable ({type(exc).__name__}); it is rewritten by the next engine run"
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _host_cpu_info() -> dict:
+    """The host target's CPU tier and the vLLM kernel build it loads (targets/host_isa.py)."""
+    import logging
+
+    from vllm_npu_graph.targets import host_isa
+
+    try:
+        isa = host_isa.current()
+    except host_isa.HostISAError as exc:
+        return {"tier": None, "error": str(exc)}
+    host_isa.load_vllm_kernels(logging.getLogger(__name__))
+    return {"tier": isa.tier or isa.machine, "detected": isa.detected, "forced": isa.forced,
+            "vllm_kernels": isa.vllm_kernels, "loaded": host_isa.loaded_vllm_kernels(), "our_op_flags": isa.op_flags}
 
 
 def cmd_warmup(args: list[str]) -> int:

@@ -110,6 +110,12 @@ class NPUGraphPlatform(Platform):
         return ATTENTION_QUALNAME
 
     @classmethod
+    def import_kernels(cls) -> None:
+        """The target's choice, never vLLM's default `import vllm._C`: on the host that is
+        the AVX-512 + bf16 build, which dies with SIGILL on any other CPU."""
+        _target.import_kernels(logger)
+
+    @classmethod
     def register_triton_kernel_overrides(cls) -> None:
         _target.register_kernel_overrides()
 

@@ -61,7 +61,16 @@ class Target(ABC):
         """Bytes of device memory free now."""
 
     def activate(self) -> None:
-        """Process-wide set-up before vLLM's runner starts (idempotent)."""
+        """Process-wide set-up before vLLM's runner starts (idempotent); raises
+        TargetError when this machine can't run the target as asked."""
+
+    def import_kernels(self, logger) -> None:
+        """vLLM's own C++ kernels for this device (the platform's import_kernels hook);
+        default none: vLLM built for an NPU (VLLM_TARGET_DEVICE=empty) has no `_C`."""
+
+    def describe(self) -> str:
+        """One line for the start-up log and `vllm-npu-graph info`."""
+        return f"{self.name} target ({self.device_name})"
 
     @abstractmethod
     def graph_pool(self):

@@ -82,11 +82,28 @@ class HostTarget(Target):
     def memory_in_use(self) -> int:
         return psutil.Process(os.getpid()).memory_info().rss
 
+    def import_kernels(self, logger) -> None:
+        """The vLLM kernel build this CPU can run (targets/host_isa.py)."""
+        from vllm_npu_graph.targets import host_isa
+
+        host_isa.load_vllm_kernels(logger)
+
+    def describe(self) -> str:
+        from vllm_npu_graph.targets import host_isa
+
+        loaded = ", ".join(host_isa.loaded_vllm_kernels()) or "none yet"
+        aten = torch.backends.cpu.get_cpu_capability()
+        return f"host target, CPU tier {host_isa.current().describe()}, loaded: {loaded}, ATen vectors: {aten}"
+
     def activate(self) -> None:
-        """vLLM's GPU-style paths call torch.accelerator.synchronize / empty_cache /
+        """The CPU's tier first (host_isa.py: a CPU below vLLM's floor, or a forced tier
+        it lacks, is refused here, before weights load). Then: vLLM's GPU-style paths call torch.accelerator.synchronize / empty_cache /
         empty_host_cache, which raise on a machine without an accelerator. Host work
         is synchronous and has no caching allocator, so they become no-ops here, and
         only when no accelerator exists (vLLM's own CPU runner does the same)."""
+        from vllm_npu_graph.targets import host_isa
+
+        host_isa.apply_forced_tier(host_isa.current())
         if torch.accelerator.is_available():
             return
 
@@ -161,6 +178,17 @@ class HostTarget(Target):
             options={"config_patches": {"post_grad_custom_post_pass": pass_manager, "size_asserts": checks,
                                         "alignment_asserts": checks}},
         )
+
+    def cache_facts(self) -> dict[str, str]:
+        """The CPU: Inductor builds the decoder's code with -march=native (or the forced
+        tier's -march), so an artifact made on one CPU is never loaded on another."""
+        import hashlib
+
+        from vllm_npu_graph.targets import host_isa
+
+        isa = host_isa.current()
+        return {"cpu_tier": isa.tier or isa.machine,
+                "cpu_flags": hashlib.sha256(host_isa.cpu_flag_line()).hexdigest()[:12]}
 
     def save_compiled(self, compiled, path: str) -> bool:
         """Inductor's artifact (generated code + AOT-autograd entry), self-contained."""

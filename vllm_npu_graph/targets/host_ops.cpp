@@ -1,8 +1,8 @@
 // The host target's linear layer as a C++ op, so a replayed decode step runs its
 // ~120 GEMMs without a Python frame each. Several rows: the weight is packed for oneDNN
 // once (vLLM's CPU build, `_C::create_onednn_mm_handler`) and every call is
-// `_C::onednn_mm`. One row (batch-1 decode), on AVX-512: a matrix-vector product that
-// streams the weight once, both cores splitting its rows.
+// `_C::onednn_mm`. One row (batch-1 decode): a matrix-vector product that streams the
+// weight once, both cores splitting its rows (AVX-512 or AVX2 + FMA, by the build's tier).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -13,31 +13,57 @@
 #include <mutex>
 #include <unordered_map>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
+#define NPU_GRAPH_MATVEC 1
 #endif
 
 namespace {
 
-#if defined(__AVX512F__)
+#if defined(NPU_GRAPH_MATVEC)
 // y[n] = w[n, :] . x (+ bias[n]) for rows [begin, end). At one token the product is
 // bound by reading the weight (~540 MB a SmolLM2 step): each row is read front to back
 // with a software prefetch 1 KiB ahead, which measured at the bandwidth of a plain
 // reduction over the same bytes here; oneDNN's blocked GEMM reached ~80-90% of it.
+// Built per CPU tier (host_isa.py): 16-float vectors on AVX-512, 8-float on AVX2 + FMA,
+// 32 floats a step either way.
+#if defined(__AVX512F__)
+inline float dot32(const float* row, const float* x, int64_t k_size, int64_t& k) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (; k + 32 <= k_size; k += 32) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + k + 256), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(row + k + 272), _MM_HINT_T0);
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(x + k), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(x + k + 16), acc1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+#else
+inline float dot32(const float* row, const float* x, int64_t k_size, int64_t& k) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  for (; k + 32 <= k_size; k += 32) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + k + 256), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(row + k + 272), _MM_HINT_T0);
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(x + k), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 8), _mm256_loadu_ps(x + k + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 16), _mm256_loadu_ps(x + k + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 24), _mm256_loadu_ps(x + k + 24), acc3);
+  }
+  __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
+  __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  half = _mm_add_ss(half, _mm_movehdup_ps(half));
+  return _mm_cvtss_f32(half);
+}
+#endif
+
 void matvec_rows(const float* x, const float* w, const float* bias, float* y, int64_t k_size, int64_t begin,
                  int64_t end) {
-  constexpr int64_t kPrefetch = 256;  // floats
   for (int64_t n = begin; n < end; ++n) {
     const float* row = w + n * k_size;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 32 <= k_size; k += 32) {
-      _mm_prefetch(reinterpret_cast<const char*>(row + k + kPrefetch), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(row + k + kPrefetch + 16), _MM_HINT_T0);
-      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(x + k), acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(x + k + 16), acc1);
-    }
-    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    float sum = dot32(row, x, k_size, k);
     for (; k < k_size; ++k) sum += row[k] * x[k];
     y[n] = bias ? sum + bias[n] : sum;
   }
@@ -96,6 +122,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::opti
   sizes.back() = weight.size(0);
   at::Tensor out = at::empty(sizes, x.options());
   at::Tensor rows = x.dim() == 2 ? x : x.reshape({-1, weight.size(1)});
+  if (rows.stride(-1) != 1) rows = rows.contiguous();  // oneDNN reads unit-stride rows only
   at::Tensor out_rows = out.dim() == 2 ? out : out.view({-1, weight.size(0)});
   if (!matvec(out_rows, rows, weight, bias)) {
     onednn_mm.call(out_rows, rows, bias, pack_for(weight));

@@ -1,6 +1,7 @@
 """The host target's C++ ops (host_ops.cpp), built once per machine and torch version
 with torch's extension builder into our cache folder (~10 s), then loaded. The build is
-for this CPU (-march=native): a batch-1 linear on AVX-512 is our own matrix-vector kernel.
+for the host's CPU tier (host_isa.py: exactly its instructions, never -march=native): a
+batch-1 linear is our own matrix-vector kernel on AVX-512 and on AVX2 + FMA.
 
 A replayed host graph is Python calling ops: the compiled graph's ~120 GEMM calls a
 step would each cost a Python kernel frame (~4 us) on the `npu_graph::linear` path. The
@@ -10,7 +11,6 @@ a C++ compiler the build fails once, is logged, and linears run unpacked (F.line
 """
 
 import hashlib
-import platform
 from functools import cache
 from pathlib import Path
 
@@ -25,24 +25,14 @@ SOURCE = Path(__file__).with_suffix(".cpp")
 NAME = "host_linear"  # the lowering step's name in the pass log
 
 
-FLAGS = ["-O3", "-march=native", "-fopenmp"]  # native: AVX-512 where the CPU has it
-
-
-def cpu_features() -> bytes:
-    """The CPU's instruction-set flags: a build for one CPU (-march=native) is not reused
-    on another that shares the cache folder."""
-    try:
-        with open("/proc/cpuinfo", "rb") as f:
-            return next((line for line in f if line.startswith(b"flags")), b"")
-    except OSError:
-        return platform.processor().encode()
-
-
-def build_dir() -> Path:
+def build_dir(flags: list[str]) -> Path:
+    """One folder per source, torch version, CPU (its flag line) and the tier's flags: a
+    build made on one CPU is never reused on another that shares the cache folder."""
     from vllm_npu_graph.models import cache_dir
+    from vllm_npu_graph.targets.host_isa import cpu_flag_line
 
-    tag = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + cpu_features()).hexdigest()[:12]
-    return cache_dir() / "host_ops" / tag
+    key = SOURCE.read_bytes() + torch.__version__.encode() + cpu_flag_line() + " ".join(flags).encode()
+    return cache_dir() / "host_ops" / hashlib.sha256(key).hexdigest()[:12]
 
 
 @cache
@@ -51,11 +41,14 @@ def load() -> bool:
     import vllm._custom_ops  # noqa: F401  (the _C ops our kernels call)
     from torch.utils.cpp_extension import load as load_extension
 
-    folder = build_dir()
+    from vllm_npu_graph.targets import host_isa
+
+    flags = host_isa.current().op_flags
+    folder = build_dir(flags)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         load_extension(name=f"npu_graph_host_ops_{folder.name}", sources=[str(SOURCE)], build_directory=str(folder),
-                       extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], is_python_module=False)
+                       extra_cflags=flags, extra_ldflags=["-fopenmp"], is_python_module=False)
     except Exception as exc:  # no compiler, or headers missing: linears run unpacked
         logger.warning("npu_graph: the host target's C++ ops could not be built (%s: %s); linear layers run "
                        "unpacked (F.linear, 2-3x slower at decode sizes).", type(exc).__name__, str(exc).splitlines()[0][:200])

@@ -54,7 +54,8 @@ class NPUGraphWorker(Worker):
         kernel_choice.configure(self.target.triton_launch_table() if choice == "triton" else None,
                                 self.target.native_ops(choice))
         interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
-        logger.info("npu_graph: kernels (attention and fused ops): %s%s", choice, " (Triton CPU interpreter)" if interpreted else "")
+        logger.info("npu_graph: %s; kernels (attention and fused ops): %s%s", self.target.describe(), choice,
+                    " (Triton CPU interpreter)" if interpreted else "")
 
     def load_model(self, *args, **kwargs) -> None:
         """vLLM sets serving's thread count at the end of load_model (before profiling and

@@ -1,0 +1,121 @@
+"""The host target on each of vLLM's x86 CPU tiers (targets/host_isa.py).
+
+CI runs on whatever CPU it gets, so the tiers below the machine's own are forced
+(`VLLM_NPU_GRAPH_HOST_ISA`): our C++ op built for each, and a whole engine on the AVX2
+tier (vLLM's `_C_AVX2`, our AVX2 op, ATen and Inductor held to AVX2) against Hugging Face.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import hf_greedy_ids
+from graph_mode_driver import prompts_for
+
+from vllm_npu_graph.targets import host_isa
+
+HERE = Path(__file__).parent
+AVX2 = {"avx2": True, "fma3": True}
+AVX512 = {**AVX2, "avx512_f": True}
+AVX512_BF16 = {**AVX512, "avx512_bf16": True}
+
+
+@pytest.mark.parametrize("caps, tier", [(AVX2, "avx2"), (AVX512, "avx512"), (AVX512_BF16, "avx512_bf16"),
+                                        ({**AVX512_BF16, "amx_tile": True}, "avx512_bf16")])
+def test_each_cpu_gets_the_vllm_build_it_can_run(caps, tier):
+    isa = host_isa.resolve(caps, "x86_64", "auto")
+    assert (isa.tier, isa.forced) == (tier, False)
+    assert isa.vllm_kernels == {"avx2": "vllm._C_AVX2", "avx512": "vllm._C_AVX512", "avx512_bf16": "vllm._C"}[tier]
+    assert "-march=native" not in isa.op_flags
+    assert ("-mavx512f" in isa.op_flags) == (tier != "avx2")
+
+
+def test_a_lower_tier_can_be_forced_and_holds_aten_and_inductor_to_it(monkeypatch):
+    isa = host_isa.resolve(AVX512_BF16, "x86_64", "avx2")
+    assert (isa.tier, isa.detected, isa.forced, isa.vllm_kernels) == ("avx2", "avx512_bf16", True, "vllm._C_AVX2")
+    assert not any(flag.startswith("-mavx512") for flag in isa.op_flags)
+    for name in ("ATEN_CPU_CAPABILITY", "TORCHINDUCTOR_CPP_MARCH"):
+        monkeypatch.delenv(name, raising=False)
+    host_isa.apply_forced_tier(isa)
+    assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert os.environ["TORCHINDUCTOR_CPP_MARCH"] == "x86-64-v3"
+
+
+@pytest.mark.parametrize("caps, machine, wanted, message", [
+    ({"avx2": True}, "x86_64", "auto", "needs an x86-64 CPU with AVX2 and FMA .*; this CPU lacks fma3"),
+    ({"avx": True}, "x86_64", "auto", "this CPU lacks avx2, fma3"),
+    (AVX2, "x86_64", "avx512", "HOST_ISA=avx512 but this CPU lacks avx512_f; set one of: auto, avx2"),
+    (AVX512, "x86_64", "avx512_bf16", "lacks avx512_bf16; set one of: auto, avx2, avx512"),
+    ({}, "aarch64", "avx2", "names an x86-64 tier, but this CPU is aarch64"),
+])
+def test_a_cpu_that_cant_run_the_tier_is_named_with_what_it_lacks(caps, machine, wanted, message):
+    with pytest.raises(host_isa.HostISAError, match=message):
+        host_isa.resolve(caps, machine, wanted)
+
+
+def test_a_bad_tier_name_is_refused(monkeypatch):
+    monkeypatch.setenv("VLLM_NPU_GRAPH_HOST_ISA", "sse4")
+    with pytest.raises(host_isa.HostISAError, match="'sse4' is not a host CPU tier; set one of: auto, avx2"):
+        host_isa.requested()
+
+
+def test_other_architectures_load_vllm_s_single_build():
+    isa = host_isa.resolve({}, "aarch64", "auto")
+    assert (isa.tier, isa.vllm_kernels, isa.op_flags) == (None, "vllm._C", ["-O3", "-fopenmp"])
+
+
+# Every tier this machine can run, its own and the ones below (a tier above can't run here).
+MACHINE_TIERS = host_isa.TIERS[: host_isa.TIERS.index(host_isa.resolve(wanted="auto").detected) + 1]
+
+OP_CHECK = """
+import math, sys, torch
+from vllm_npu_graph.targets import host_isa, host_ops
+assert host_ops.load(), "the C++ op did not build"
+op = torch.ops.npu_graph_host.linear.default
+for n, k in [(1001, 600), (7, 20), (49152, 576)]:
+    w, b = torch.randn(n, k) / math.sqrt(k), torch.randn(n)
+    wide = torch.randn(3, 2 * k)
+    # one row (the matrix-vector kernel), strided rows, several rows (oneDNN), a transposed weight
+    for x in (wide[:1, :k], wide[:1, ::2], wide[:, ::2], torch.randn(2, 2, k)):
+        for bias in (None, b):
+            torch.testing.assert_close(op(x, w, bias), torch.nn.functional.linear(x, w, bias), atol=1e-4, rtol=1e-4)
+    w_t = torch.randn(k, n).t()
+    torch.testing.assert_close(op(wide[:1, :k], w_t, None), torch.nn.functional.linear(wide[:1, :k], w_t),
+                               atol=1e-4, rtol=1e-4)
+print(host_isa.current().tier, *host_isa.loaded_vllm_kernels())
+"""
+
+
+@pytest.mark.parametrize("tier", MACHINE_TIERS)
+def test_our_cpp_op_built_for_each_tier_equals_f_linear(tier):
+    env = dict(os.environ, VLLM_NPU_GRAPH_HOST_ISA=tier, VLLM_NPU_GRAPH_TARGET="host")
+    proc = subprocess.run([sys.executable, "-c", OP_CHECK], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == [tier, host_isa.VLLM_KERNELS[tier].split(".")[1]]
+
+
+def run_forced_avx2(model, mode: str, batches: str) -> tuple[dict, str]:
+    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host", VLLM_NPU_GRAPH_HOST_ISA="avx2", PYTHONPATH=str(HERE),
+               VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=tempfile.mkdtemp(prefix="avx2_compile_cache_"))
+    cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, batches, "12"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), log
+
+
+def test_engine_forced_to_avx2_gives_hugging_face_tokens_in_eager_and_graph_mode(default_model):
+    batches = "1,3,16"
+    hf = hf_greedy_ids(default_model, prompts_for(str(default_model), "16"), max_tokens=12)
+    for mode in ("eager", "graph"):
+        tokens, log = run_forced_avx2(default_model, mode, batches)
+        line = next(line for line in log.splitlines() if "kernels (attention and fused ops)" in line)
+        assert "CPU tier avx2" in line and "vllm._C_AVX2" in line, line
+        assert "loaded: _C_AVX2," in line and "ATen vectors: AVX2" in line, line  # nothing of another tier
+        for spec in batches.split(","):
+            assert tokens[spec] == hf[: int(spec)], f"{mode}, batch {spec} diverged from Hugging Face"
+    assert "captured 5 graph(s) [1, 2, 4, 8, 16]" in log
