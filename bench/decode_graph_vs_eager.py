@@ -27,11 +27,13 @@ def measure(llm, batch: int) -> tuple[float, float]:
     from vllm import SamplingParams
 
     prompts = [f"Write a short story about robot number {i}." for i in range(batch)]
+
     def run(n):
         params = SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True)
         start = time.perf_counter()
         llm.generate(prompts, params, use_tqdm=False)
         return time.perf_counter() - start
+
     run(4)  # warm
     prefill = min(run(1) for _ in range(2))
     total = min(run(NEW_TOKENS + 1) for _ in range(2))
@@ -48,9 +50,16 @@ def main() -> int:
     results, startup = {}, {}
     for mode in ("eager", "graph"):
         start = time.perf_counter()
-        llm = LLM(model=model, dtype="float32", max_model_len=1024, max_num_seqs=16, seed=0,
-                  kv_cache_memory_bytes=512 << 20, enforce_eager=(mode == "eager"),
-                  compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]} if mode == "graph" else None)
+        llm = LLM(
+            model=model,
+            dtype="float32",
+            max_model_len=1024,
+            max_num_seqs=16,
+            seed=0,
+            kv_cache_memory_bytes=512 << 20,
+            enforce_eager=(mode == "eager"),
+            compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]} if mode == "graph" else None,
+        )
         startup[mode] = time.perf_counter() - start
         for b in BATCHES:
             results[(mode, b)] = measure(llm, b)
@@ -58,12 +67,16 @@ def main() -> int:
         del llm
 
     print("\nhost target, SmolLM2-135M-Instruct float32, %d new tokens per request" % NEW_TOKENS)
-    print(f"{'batch':>5} | {'eager tok/s':>11} {'eager TPOT':>10} | {'graph tok/s':>11} {'graph TPOT':>10} | graph/eager")
+    print(
+        f"{'batch':>5} | {'eager tok/s':>11} {'eager TPOT':>10} | {'graph tok/s':>11} {'graph TPOT':>10} | graph/eager"
+    )
     for b in BATCHES:
         (et, ep), (gt, gp) = results[("eager", b)], results[("graph", b)]
         print(f"{b:>5} | {et:>11.1f} {ep:>8.1f}ms | {gt:>11.1f} {gp:>8.1f}ms | {gt / et:>10.2f}x")
-    print(f"engine start: eager {startup['eager']:.1f} s, graph {startup['graph']:.1f} s "
-          f"(cold compile + capture: +{startup['graph'] - startup['eager']:.1f} s)")
+    print(
+        f"engine start: eager {startup['eager']:.1f} s, graph {startup['graph']:.1f} s "
+        f"(cold compile + capture: +{startup['graph'] - startup['eager']:.1f} s)"
+    )
     return 0
 
 

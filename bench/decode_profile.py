@@ -40,14 +40,16 @@ def summarise(events, steps: int) -> dict:
     forward_ops = collections.Counter()
     for ev in events:
         if ev.name.startswith(SCOPE):
-            per[ev.name[len(SCOPE):]] += ev.cpu_time_total / 1e3
+            per[ev.name[len(SCOPE) :]] += ev.cpu_time_total / 1e3
         if ev.name == SCOPE + "forward":
             stack = list(ev.cpu_children)
             while stack:
                 child = stack.pop()
                 if child.name.startswith(SCOPE):
                     continue
-                if child.cpu_children and not child.name.startswith(("aten::", "_C", "npu_graph::", "npu_graph_host::")):
+                if child.cpu_children and not child.name.startswith(
+                    ("aten::", "_C", "npu_graph::", "npu_graph_host::")
+                ):
                     stack.extend(child.cpu_children)  # a Python-level scope: look inside
                     continue
                 forward_ops[category(child.name)] += child.cpu_time_total / 1e3
@@ -63,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--eager", action="store_true")
-    parser.add_argument("--ours-config", default="{}", help='our options, e.g. \'{"host_threads": 1}\'')
+    parser.add_argument("--ours-config", default="{}", help="our options, e.g. '{\"host_threads\": 1}'")
     args = parser.parse_args()
 
     import torch
@@ -71,9 +73,17 @@ def main() -> None:
 
     from vllm_npu_graph.models import build_default_model
 
-    llm = LLM(model=str(build_default_model()), dtype="float32", max_model_len=1024, max_num_seqs=max(16, args.batch),
-              seed=0, kv_cache_memory_bytes=256 << 20, enforce_eager=args.eager, enable_prefix_caching=False,
-              additional_config={"npu_graph": json.loads(args.ours_config)})
+    llm = LLM(
+        model=str(build_default_model()),
+        dtype="float32",
+        max_model_len=1024,
+        max_num_seqs=max(16, args.batch),
+        seed=0,
+        kv_cache_memory_bytes=256 << 20,
+        enforce_eager=args.eager,
+        enable_prefix_caching=False,
+        additional_config={"npu_graph": json.loads(args.ours_config)},
+    )
     prompts = [f"Write a short story about robot number {i}." for i in range(args.batch)]
     params = SamplingParams(temperature=0.0, max_tokens=args.tokens, ignore_eos=True)
     llm.generate(prompts, params, use_tqdm=False)  # warm
@@ -87,8 +97,10 @@ def main() -> None:
     steps = args.tokens - 1
     step_ms = (wall - prefill_s) / steps * 1e3
     parts = summarise(prof.events(), args.tokens)  # all steps (one prefill among them)
-    print(f"target={os.environ.get('VLLM_NPU_GRAPH_TARGET', 'auto')} eager={args.eager} batch={args.batch}: "
-          f"decode step {step_ms:.2f} ms wall (profiled; prefill {prefill_s * 1e3:.1f} ms)")
+    print(
+        f"target={os.environ.get('VLLM_NPU_GRAPH_TARGET', 'auto')} eager={args.eager} batch={args.batch}: "
+        f"decode step {step_ms:.2f} ms wall (profiled; prefill {prefill_s * 1e3:.1f} ms)"
+    )
     for name, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {name:24s} {ms:7.2f} ms/step")
     print(f"  {'rest of the step':24s} {step_ms - sum(parts.values()):7.2f} ms/step (scheduler, engine loop, output)")

@@ -43,9 +43,17 @@ def serve(mode: str, max_num_seqs: int, ours_config: dict) -> None:
 
     target, eager = MODES[mode]
     start = time.perf_counter()
-    llm = LLM(model=str(build_default_model()), dtype="float32", max_model_len=1024, max_num_seqs=max_num_seqs,
-              seed=0, kv_cache_memory_bytes=512 << 20, enforce_eager=eager, enable_prefix_caching=False,
-              **({"additional_config": {"npu_graph": ours_config}} if target == "host" and ours_config else {}))
+    llm = LLM(
+        model=str(build_default_model()),
+        dtype="float32",
+        max_model_len=1024,
+        max_num_seqs=max_num_seqs,
+        seed=0,
+        kv_cache_memory_bytes=512 << 20,
+        enforce_eager=eager,
+        enable_prefix_caching=False,
+        **({"additional_config": {"npu_graph": ours_config}} if target == "host" and ours_config else {}),
+    )
     print(json.dumps({"start_s": time.perf_counter() - start}), flush=True)
 
     def run(prompts, n):
@@ -61,17 +69,34 @@ def serve(mode: str, max_num_seqs: int, ours_config: dict) -> None:
         prefill, _ = run(prompts, 1)
         total, tokens = run(prompts, ask["tokens"] + 1)
         decode = max(total - prefill, 1e-9)
-        print(json.dumps({"tok_s": ask["batch"] * ask["tokens"] / decode, "tpot_ms": decode / ask["tokens"] * 1e3,
-                          "tokens": tokens}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "tok_s": ask["batch"] * ask["tokens"] / decode,
+                    "tpot_ms": decode / ask["tokens"] * 1e3,
+                    "tokens": tokens,
+                }
+            ),
+            flush=True,
+        )
 
 
 def start(mode: str, max_num_seqs: int, cache: str, ours_config: str) -> tuple[subprocess.Popen, float]:
-    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET=MODES[mode][0], VLLM_CACHE_ROOT=os.path.join(cache, "vllm"),
-               TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"))
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs),
-                             "--ours-config", ours_config],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                            text=True, start_new_session=True)
+    env = dict(
+        os.environ,
+        VLLM_NPU_GRAPH_TARGET=MODES[mode][0],
+        VLLM_CACHE_ROOT=os.path.join(cache, "vllm"),
+        TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs), "--ours-config", ours_config],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        start_new_session=True,
+    )
     started = _reply(proc)["start_s"]
     _signal(proc, signal.SIGSTOP)
     return proc, started
@@ -97,7 +122,9 @@ def main() -> None:
     parser.add_argument("--batches", default="1,16")
     parser.add_argument("--max-num-seqs", type=int, default=16)
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--ours-config", default="{}", help='our options for ours-* modes, e.g. \'{"host_threads": 1}\'')
+    parser.add_argument(
+        "--ours-config", default="{}", help="our options for ours-* modes, e.g. '{\"host_threads\": 1}'"
+    )
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config))
@@ -105,8 +132,9 @@ def main() -> None:
     procs, starts, results = {}, {}, {m: {b: [] for b in batches} for m in modes}
     tokens = {}
     for mode in modes:  # cold: each mode its own empty compile caches
-        procs[mode], starts[mode] = start(mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"),
-                                              args.ours_config)
+        procs[mode], starts[mode] = start(
+            mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"), args.ours_config
+        )
         print(f"{mode}: engine ready in {starts[mode]:.1f} s (cold)", flush=True)
     for r in range(args.rounds):
         for mode in modes:
@@ -117,15 +145,20 @@ def main() -> None:
                 reply = _reply(procs[mode])
                 results[mode][b].append(reply)
                 tokens[(mode, b)] = reply["tokens"]
-                print(f"round {r + 1} {mode:14s} batch {b:3d}: {reply['tok_s']:7.1f} tok/s, "
-                      f"TPOT {reply['tpot_ms']:6.1f} ms", flush=True)
+                print(
+                    f"round {r + 1} {mode:14s} batch {b:3d}: {reply['tok_s']:7.1f} tok/s, "
+                    f"TPOT {reply['tpot_ms']:6.1f} ms",
+                    flush=True,
+                )
             _signal(procs[mode], signal.SIGSTOP)
     for proc in procs.values():
         _signal(proc, signal.SIGCONT)
         proc.stdin.close()
         proc.wait()
-    med = {m: {b: {k: statistics.median(x[k] for x in results[m][b]) for k in ("tok_s", "tpot_ms")}
-               for b in batches} for m in modes}
+    med = {
+        m: {b: {k: statistics.median(x[k] for x in results[m][b]) for k in ("tok_s", "tpot_ms")} for b in batches}
+        for m in modes
+    }
     print("\nmedians (tok/s | TPOT ms) and engine start:")
     for m in modes:
         row = "  ".join(f"b{b}: {med[m][b]['tok_s']:7.1f} | {med[m][b]['tpot_ms']:6.1f}" for b in batches)
@@ -135,12 +168,16 @@ def main() -> None:
         best = {b: max(peers, key=lambda m: med[m][b]["tok_s"]) for b in batches}
         for b in batches:
             g, p = med["ours-graph"][b], med[best[b]][b]
-            print(f"batch {b}: graph/peer({best[b]}) throughput {g['tok_s'] / p['tok_s']:.2f}x, "
-                  f"TPOT {g['tpot_ms'] / p['tpot_ms']:.2f}x")
+            print(
+                f"batch {b}: graph/peer({best[b]}) throughput {g['tok_s'] / p['tok_s']:.2f}x, "
+                f"TPOT {g['tpot_ms'] / p['tpot_ms']:.2f}x"
+            )
         if "ours-eager" in modes:
             for b in batches:
-                print(f"batch {b}: graph/eager throughput "
-                      f"{med['ours-graph'][b]['tok_s'] / med['ours-eager'][b]['tok_s']:.2f}x")
+                print(
+                    f"batch {b}: graph/eager throughput "
+                    f"{med['ours-graph'][b]['tok_s'] / med['ours-eager'][b]['tok_s']:.2f}x"
+                )
         print(f"start: graph {starts['ours-graph']:.1f} s vs peer-compiled {starts.get('peer-compiled', 0):.1f} s")
     if "ours-eager" in modes:
         for m in modes:

@@ -108,33 +108,44 @@ def main() -> int:
     print(f"launch table: {table}")
     peak = args.peak_gbps or measure_copy_gbps()
     name = "CPU (interpreter smoke run)" if args.smoke else torch.cuda.get_device_name(0)
-    print(f"device: {name}; torch {torch.__version__}; bandwidth reference: {peak:.0f} GB/s "
-          f"({'given' if args.peak_gbps else 'measured device-to-device copy'})", flush=True)
+    print(
+        f"device: {name}; torch {torch.__version__}; bandwidth reference: {peak:.0f} GB/s "
+        f"({'given' if args.peak_gbps else 'measured device-to-device copy'})",
+        flush=True,
+    )
     rows, ok = [], True
     dtypes = (torch.float32,) if args.smoke else (torch.float16, torch.bfloat16)
 
     attention_shapes = [  # batch, seq_len, query_len, Hq, Hkv, D, block, window
-        (1, 8192, 1, 32, 8, 128, 128, None), (16, 2048, 1, 32, 8, 128, 128, None),
-        (64, 1024, 1, 32, 8, 128, 64, None), (32, 512, 1, 16, 16, 64, 16, None),
+        (1, 8192, 1, 32, 8, 128, 128, None),
+        (16, 2048, 1, 32, 8, 128, 128, None),
+        (64, 1024, 1, 32, 8, 128, 64, None),
+        (32, 512, 1, 16, 16, 64, 16, None),
         (64, 1024, 1, 9, 3, 64, 16, None),  # SmolLM2's heads
-        (4, 1024, 1024, 32, 8, 128, 128, None), (1, 4096, 512, 32, 8, 128, 128, None),
+        (4, 1024, 1024, 32, 8, 128, 128, None),
+        (1, 4096, 512, 32, 8, 128, 128, None),
         (2, 2048, 256, 32, 8, 128, 128, 512),
     ]
     if args.smoke:
-        attention_shapes = [(2, 80, 1, 4, 2, 32, 16, None), (1, 300, 1, 4, 1, 32, 16, None),
-                            (2, 40, 24, 4, 2, 32, 16, None), (1, 64, 32, 4, 2, 32, 16, 20)]
+        attention_shapes = [
+            (2, 80, 1, 4, 2, 32, 16, None),
+            (1, 300, 1, 4, 1, 32, 16, None),
+            (2, 40, 24, 4, 2, 32, 16, None),
+            (1, 64, 32, 4, 2, 32, 16, 20),
+        ]
     for dtype in dtypes if args.only in (None, "attention") else ():
         for batch, seq_len, qlen, hq, hkv, d, block, window in attention_shapes:
             q, kv, qsl, lens, bt = paged_batch(batch, seq_len, qlen, hq, hkv, d, block, dtype)
-            scale = d ** -0.5
+            scale = d**-0.5
 
             def ours():
-                return atri.paged_attention(q, kv, qsl, lens, bt, scale, window, qlen, table=table,
-                                            max_seq_len=seq_len)
+                return atri.paged_attention(q, kv, qsl, lens, bt, scale, window, qlen, table=table, max_seq_len=seq_len)
 
             kind = "decode" if qlen == 1 else "prefill"
             shape = f"B{batch} L{seq_len} Q{qlen} H{hq}/{hkv} D{d} blk{block}{f' win{window}' if window else ''} {str(dtype)[6:]}"
-            ok &= check(f"{kind} {shape}", max_err(ours(), aref.paged_attention(q, kv, qsl, lens, bt, scale, window)), dtype)
+            ok &= check(
+                f"{kind} {shape}", max_err(ours(), aref.paged_attention(q, kv, qsl, lens, bt, scale, window)), dtype
+            )
             ms = bench(ours)
             moved = 2 * batch * seq_len * hkv * d * kv.element_size() + 2 * q.numel() * q.element_size()
             sdpa = None if window else sdpa_time(batch, seq_len, qlen, hq, hkv, d, dtype)
@@ -152,22 +163,32 @@ def main() -> int:
         aref.write_kv_cache(key, val, kv_ref, slots)
         ok &= check(f"kv write T{t} H{hkv} D{d} {tag}", max_err(kv, kv_ref), dtype)
         ms = kv_ms = bench(lambda: atri.write_kv_cache(key, val, kv, slots, table))
-        rows.append(("kv write", f"T{t} H{hkv} D{d} {tag}", ms, 4 * key.numel() * key.element_size() / ms / 1e6 / peak, None))
+        rows.append(
+            ("kv write", f"T{t} H{hkv} D{d} {tag}", ms, 4 * key.numel() * key.element_size() / ms / 1e6 / peak, None)
+        )
 
         x, r = (torch.randn(t, hidden, dtype=dtype, device=DEV) for _ in range(2))
         w = torch.rand(hidden, dtype=dtype, device=DEV) + 0.5
-        ok &= check(f"rms_norm T{t} H{hidden} {tag}", max_err(ftri.rms_norm(x, w, 1e-6, table=table), fref.rms_norm(x, w, 1e-6)), dtype)
+        ok &= check(
+            f"rms_norm T{t} H{hidden} {tag}",
+            max_err(ftri.rms_norm(x, w, 1e-6, table=table), fref.rms_norm(x, w, 1e-6)),
+            dtype,
+        )
         ms = bench(lambda: ftri.rms_norm(x, w, 1e-6, table=table))
         rows.append(("rms_norm", f"T{t} H{hidden} {tag}", ms, 2 * x.numel() * x.element_size() / ms / 1e6 / peak, None))
         (y, s), (y_ref, s_ref) = ftri.add_rms_norm(x, r, w, 1e-6, table=table), fref.add_rms_norm(x, r, w, 1e-6)
         ok &= check(f"add_rms_norm T{t} H{hidden} {tag}", max(max_err(y, y_ref), max_err(s, s_ref)), dtype)
         ms = bench(lambda: ftri.add_rms_norm(x, r, w, 1e-6, table=table))
-        rows.append(("add+rms_norm", f"T{t} H{hidden} {tag}", ms, 4 * x.numel() * x.element_size() / ms / 1e6 / peak, None))
+        rows.append(
+            ("add+rms_norm", f"T{t} H{hidden} {tag}", ms, 4 * x.numel() * x.element_size() / ms / 1e6 / peak, None)
+        )
 
         gu = torch.randn(t, 2 * inter, dtype=dtype, device=DEV)
         ok &= check(f"swiglu T{t} I{inter} {tag}", max_err(ftri.swiglu(gu, table=table), fref.swiglu(gu)), dtype)
         ms = bench(lambda: ftri.swiglu(gu, table=table))
-        rows.append(("swiglu", f"T{t} I{inter} {tag}", ms, 1.5 * gu.numel() * gu.element_size() / ms / 1e6 / peak, None))
+        rows.append(
+            ("swiglu", f"T{t} I{inter} {tag}", ms, 1.5 * gu.numel() * gu.element_size() / ms / 1e6 / peak, None)
+        )
 
         qkv = torch.randn(t, (hq + 2 * hkv) * d, dtype=dtype, device=DEV)
         pos = torch.randint(0, 4096, (t,), device=DEV)
@@ -177,19 +198,39 @@ def main() -> int:
         qn, kn = (torch.rand(d, dtype=dtype, device=DEV) + 0.5 for _ in range(2))
         got = ftri.qkv_rope(qkv, pos, cache, hq, hkv, d, qn, kn, 1e-6, table=table)
         want = fref.qkv_rope(qkv, pos, cache, hq, hkv, d, qn, kn, 1e-6)
-        ok &= check(f"qkv_rope+qk_norm T{t} H{hq}/{hkv} D{d} {tag}", max(max_err(a, b) for a, b in zip(got, want)), dtype)
+        ok &= check(
+            f"qkv_rope+qk_norm T{t} H{hq}/{hkv} D{d} {tag}", max(max_err(a, b) for a, b in zip(got, want)), dtype
+        )
         ms = bench(lambda: ftri.qkv_rope(qkv, pos, cache, hq, hkv, d, qn, kn, 1e-6, table=table))
-        rows.append(("qkv_rope+qk_norm", f"T{t} H{hq}/{hkv} D{d} {tag}", ms, 2 * qkv.numel() * qkv.element_size() / ms / 1e6 / peak, None))
+        rows.append(
+            (
+                "qkv_rope+qk_norm",
+                f"T{t} H{hq}/{hkv} D{d} {tag}",
+                ms,
+                2 * qkv.numel() * qkv.element_size() / ms / 1e6 / peak,
+                None,
+            )
+        )
         # ... folded with the KV-cache write (the rope_kv_write pass), against rope then write.
         kv = torch.zeros(t // 16 + 1, 16, hkv, 2 * d, dtype=dtype, device=DEV).transpose(1, 2)
         kv_ref = kv.clone()
         got = ftri.qkv_rope(qkv, pos, cache, hq, hkv, d, qn, kn, 1e-6, kv, slots, table=table)
         want = fref.qkv_rope(qkv, pos, cache, hq, hkv, d, qn, kn, 1e-6, kv_ref, slots)
-        ok &= check(f"qkv_rope+kv_write T{t} H{hq}/{hkv} D{d} {tag}",
-                    max(max_err(kv, kv_ref), *(max_err(a, b) for a, b in zip(got, want))), dtype)
+        ok &= check(
+            f"qkv_rope+kv_write T{t} H{hq}/{hkv} D{d} {tag}",
+            max(max_err(kv, kv_ref), *(max_err(a, b) for a, b in zip(got, want))),
+            dtype,
+        )
         fold = bench(lambda: ftri.qkv_rope(qkv, pos, cache, hq, hkv, d, qn, kn, 1e-6, kv, slots, table=table))
-        rows.append(("qkv_rope+kv_write", f"T{t} H{hq}/{hkv} D{d} {tag} (unfused {ms + kv_ms:.4f})", fold,
-                     (2 * qkv.numel() + 2 * key.numel()) * qkv.element_size() / fold / 1e6 / peak, None))
+        rows.append(
+            (
+                "qkv_rope+kv_write",
+                f"T{t} H{hq}/{hkv} D{d} {tag} (unfused {ms + kv_ms:.4f})",
+                fold,
+                (2 * qkv.numel() + 2 * key.numel()) * qkv.element_size() / fold / 1e6 / peak,
+                None,
+            )
+        )
 
     print(f"\n{'kernel':<18} {'shape':<48} {'time ms':>9} {'BW/peak':>8} {'SDPA/ours':>10}")
     for kname, shape, ms, frac, ratio in rows:

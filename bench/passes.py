@@ -39,9 +39,16 @@ def main() -> int:
     rows = []
     for label, switches in configs(alone):
         start = time.perf_counter()
-        llm = LLM(model=model, dtype="float32", max_model_len=1024, max_num_seqs=16, seed=0,
-                  kv_cache_memory_bytes=512 << 20, compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]},
-                  additional_config={"npu_graph": {"passes": switches}})
+        llm = LLM(
+            model=model,
+            dtype="float32",
+            max_model_len=1024,
+            max_num_seqs=16,
+            seed=0,
+            kv_cache_memory_bytes=512 << 20,
+            compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]},
+            additional_config={"npu_graph": {"passes": switches}},
+        )
         startup = time.perf_counter() - start
         rows.append((label, startup, [measure(llm, b) for b in BATCHES]))
         llm.llm_engine.engine_core.shutdown()

@@ -43,6 +43,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 # ---- the engine's own figures, from /metrics -------------------------------------------
 
+
 def parse_metrics(text: str) -> dict[str, list[tuple[dict, float]]]:
     """Prometheus text -> {name: [(labels, value), ...]}."""
     out: dict[str, list[tuple[dict, float]]] = {}
@@ -57,6 +58,7 @@ def parse_metrics(text: str) -> dict[str, list[tuple[dict, float]]]:
 def engine_figures(metrics: dict) -> dict:
     """KV-cache blocks in use/free (usage x the pool, less vLLM's one null block), running
     and waiting requests, prefix-cache queries and hits, preemptions."""
+
     def value(name: str) -> float | None:
         samples = metrics.get(name)
         return sum(v for _, v in samples) if samples else None
@@ -65,12 +67,17 @@ def engine_figures(metrics: dict) -> dict:
     blocks = int(info["num_gpu_blocks"]) - 1 if info.get("num_gpu_blocks", "None").isdigit() else None
     usage = value("vllm:kv_cache_usage_perc")
     used = round(usage * blocks) if usage is not None and blocks is not None else None
-    return {"kv_usage": usage, "kv_blocks": blocks, "kv_blocks_used": used,
-            "kv_blocks_free": blocks - used if used is not None else None,
-            "running": value("vllm:num_requests_running"), "waiting": value("vllm:num_requests_waiting"),
-            "prefix_cache_queries": value("vllm:prefix_cache_queries_total"),
-            "prefix_cache_hits": value("vllm:prefix_cache_hits_total"),
-            "preemptions": value("vllm:num_preemptions_total")}
+    return {
+        "kv_usage": usage,
+        "kv_blocks": blocks,
+        "kv_blocks_used": used,
+        "kv_blocks_free": blocks - used if used is not None else None,
+        "running": value("vllm:num_requests_running"),
+        "waiting": value("vllm:num_requests_waiting"),
+        "prefix_cache_queries": value("vllm:prefix_cache_queries_total"),
+        "prefix_cache_hits": value("vllm:prefix_cache_hits_total"),
+        "preemptions": value("vllm:num_preemptions_total"),
+    }
 
 
 def read_figures(base: str) -> dict:
@@ -89,8 +96,9 @@ def settled_figures(base: str, model: str, timeout_s: float = 120) -> dict:
             break
         time.sleep(1)
     probe = {"model": model, "prompt": [1000], "max_tokens": 1, "temperature": 0}
-    req = urllib.request.Request(f"{base}/v1/completions", json.dumps(probe).encode(),
-                                 {"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/v1/completions", json.dumps(probe).encode(), {"Content-Type": "application/json"}
+    )
     urllib.request.urlopen(req, timeout=60).read()
     return read_figures(base)
 
@@ -122,16 +130,28 @@ def stop_report(proc, log: Path) -> dict:
     at = text.find("shutdown triggered")
     tail = text[at:] if at >= 0 else ""
     bad = [ln for ln in tail.splitlines() if "ERROR" in ln or "Traceback" in ln or "EngineDeadError" in ln]
-    return {"exit_code": proc.returncode, "stop_logged": at >= 0, "error_lines_at_stop": bad[:20],
-            "error_lines_while_serving": sum("ERROR" in ln for ln in text[:at if at >= 0 else None].splitlines()),
-            "clean": at >= 0 and not bad}
+    return {
+        "exit_code": proc.returncode,
+        "stop_logged": at >= 0,
+        "error_lines_at_stop": bad[:20],
+        "error_lines_while_serving": sum("ERROR" in ln for ln in text[: at if at >= 0 else None].splitlines()),
+        "clean": at >= 0 and not bad,
+    }
 
 
 # ---- the run ---------------------------------------------------------------------------
 
+
 def start_server(mode, model: str, port: int, log: Path, extra: dict):
-    args = {"model": model, "dtype": "float32", "max_model_len": MAX_MODEL_LEN, "seed": 0,
-            "enable_prefix_caching": True, **mode.engine_args, **extra}
+    args = {
+        "model": model,
+        "dtype": "float32",
+        "max_model_len": MAX_MODEL_LEN,
+        "seed": 0,
+        "enable_prefix_caching": True,
+        **mode.engine_args,
+        **extra,
+    }
     proc, peak = procs.launch(online.serve_command(args, port), mode.env, log)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", proc, timeout_s=900)
@@ -173,8 +193,7 @@ def replay_eager(model: str, greedy: list, logs: Path, engine_extra: dict) -> di
     log = logs / "eager-serve.log"
     proc, peak = start_server(eager, model, port, log, engine_extra)
     try:
-        results = asyncio.run(workload.run_specs(f"http://127.0.0.1:{port}", greedy, CONCURRENCY,
-                                                 REQUEST_TIMEOUT_S))
+        results = asyncio.run(workload.run_specs(f"http://127.0.0.1:{port}", greedy, CONCURRENCY, REQUEST_TIMEOUT_S))
     finally:
         stop = stop_report(proc, log)
         peak.stop()
@@ -182,6 +201,7 @@ def replay_eager(model: str, greedy: list, logs: Path, engine_extra: dict) -> di
 
 
 # ---- checks and report -----------------------------------------------------------------
+
 
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
@@ -197,13 +217,32 @@ def analyse(specs: dict, graph: dict, eager: dict | None) -> dict:
         key = str(r["status"]) if r["status"] is not None else ("dropped" if r["dropped"] else "no-response")
         statuses[key] = statuses.get(key, 0) + 1
     served = [r for r in results if r["status"] == 200 and not r["dropped"]]
-    failures = [r for r in results if not r["dropped"] and
-                (r["status"] is None or r["status"] >= 500 or (r["status"] != 200 and r["kind"] != "overlong"))]
-    overlong_bad = [r["id"] for r in results if r["kind"] == "overlong" and not (
-        r["status"] == 400 or (r["status"] == 200 and r["finish_reasons"] == ["length"]
-                               and (r["prompt_tokens"] or 0) + len(r["token_ids"][0]) <= MAX_MODEL_LEN))]
-    n_bad = [r["id"] for r in results if r["kind"] == "n" and r["status"] == 200 and
-             (len(r["token_ids"]) != specs[r["id"]].body["n"] or not all(r["token_ids"]))]
+    failures = [
+        r
+        for r in results
+        if not r["dropped"]
+        and (r["status"] is None or r["status"] >= 500 or (r["status"] != 200 and r["kind"] != "overlong"))
+    ]
+    overlong_bad = [
+        r["id"]
+        for r in results
+        if r["kind"] == "overlong"
+        and not (
+            r["status"] == 400
+            or (
+                r["status"] == 200
+                and r["finish_reasons"] == ["length"]
+                and (r["prompt_tokens"] or 0) + len(r["token_ids"][0]) <= MAX_MODEL_LEN
+            )
+        )
+    ]
+    n_bad = [
+        r["id"]
+        for r in results
+        if r["kind"] == "n"
+        and r["status"] == 200
+        and (len(r["token_ids"]) != specs[r["id"]].body["n"] or not all(r["token_ids"]))
+    ]
     pairs: dict[int, list] = {}
     for r in results:
         if r["kind"] == "seeded":
@@ -211,33 +250,59 @@ def analyse(specs: dict, graph: dict, eager: dict | None) -> dict:
     seeded_bad = [p for p, texts in pairs.items() if len(texts) != 2 or texts[0] != texts[1]]
     burst = [r["token_ids"] for r in results if r["kind"] == "burst"]
     before, after = graph["before"], graph["after"]
-    leaked = (after["kv_blocks_used"] - before["kv_blocks_used"]
-              if None not in (after["kv_blocks_used"], before["kv_blocks_used"]) else None)
+    leaked = (
+        after["kv_blocks_used"] - before["kv_blocks_used"]
+        if None not in (after["kv_blocks_used"], before["kv_blocks_used"])
+        else None
+    )
     latencies = [r["latency_s"] for r in served]
     ttfts = [r["ttft_s"] for r in served if r["ttft_s"] is not None]
     out = {
-        "requests_sent": len(results), "served": len(served),
-        "dropped_on_purpose": sum(r["dropped"] for r in results), "status_counts": statuses,
+        "requests_sent": len(results),
+        "served": len(served),
+        "dropped_on_purpose": sum(r["dropped"] for r in results),
+        "status_counts": statuses,
         "server_errors_5xx": sum(1 for r in results if (r["status"] or 0) >= 500),
-        "client_errors": [{"id": r["id"], "kind": r["kind"], "status": r["status"], "error": r["error"]}
-                          for r in failures][:20],
-        "overlong": {"status_400": sum(r["kind"] == "overlong" and r["status"] == 400 for r in results),
-                     "truncated_200": sum(r["kind"] == "overlong" and r["status"] == 200 for r in results),
-                     "bad": overlong_bad},
-        "n_bad": n_bad, "seeded_pairs": len(pairs), "seeded_pairs_differing": seeded_bad,
-        "burst": {"requests": len(burst), "all_identical": len(burst) > 0 and all(b == burst[0] for b in burst),
-                  "prefix_cache_hits_gained": (after["prefix_cache_hits"] or 0) - (before["prefix_cache_hits"] or 0)},
-        "kv_blocks": {"total": before["kv_blocks"], "used_before": before["kv_blocks_used"],
-                      "used_after": after["kv_blocks_used"], "free_before": before["kv_blocks_free"],
-                      "free_after": after["kv_blocks_free"], "usage_before": before["kv_usage"],
-                      "usage_after": after["kv_usage"], "leaked": leaked},
+        "client_errors": [
+            {"id": r["id"], "kind": r["kind"], "status": r["status"], "error": r["error"]} for r in failures
+        ][:20],
+        "overlong": {
+            "status_400": sum(r["kind"] == "overlong" and r["status"] == 400 for r in results),
+            "truncated_200": sum(r["kind"] == "overlong" and r["status"] == 200 for r in results),
+            "bad": overlong_bad,
+        },
+        "n_bad": n_bad,
+        "seeded_pairs": len(pairs),
+        "seeded_pairs_differing": seeded_bad,
+        "burst": {
+            "requests": len(burst),
+            "all_identical": len(burst) > 0 and all(b == burst[0] for b in burst),
+            "prefix_cache_hits_gained": (after["prefix_cache_hits"] or 0) - (before["prefix_cache_hits"] or 0),
+        },
+        "kv_blocks": {
+            "total": before["kv_blocks"],
+            "used_before": before["kv_blocks_used"],
+            "used_after": after["kv_blocks_used"],
+            "free_before": before["kv_blocks_free"],
+            "free_after": after["kv_blocks_free"],
+            "usage_before": before["kv_usage"],
+            "usage_after": after["kv_usage"],
+            "leaked": leaked,
+        },
         "preemptions": (after["preemptions"] or 0) - (before["preemptions"] or 0),
-        "latency_s": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-                      "max": max(latencies) if latencies else None},
+        "latency_s": {
+            "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99),
+            "max": max(latencies) if latencies else None,
+        },
         "ttft_s_streams": {"p50": percentile(ttfts, 50), "p99": percentile(ttfts, 99)},
-        "rss_mib": {"peak_server_tree": graph["peak_rss_mib"], "idle_before": graph["rss_before_mib"],
-                    "idle_after": graph["rss_after_mib"]},
-        "health_after": graph["health_after"], "stop": graph["stop"],
+        "rss_mib": {
+            "peak_server_tree": graph["peak_rss_mib"],
+            "idle_before": graph["rss_before_mib"],
+            "idle_after": graph["rss_after_mib"],
+        },
+        "health_after": graph["health_after"],
+        "stop": graph["stop"],
     }
     if eager is not None:
         by_id = {r["id"]: r for r in results}
@@ -250,17 +315,27 @@ def analyse(specs: dict, graph: dict, eager: dict | None) -> dict:
             compared += 1
             where = first_mismatch(g["token_ids"], e["token_ids"])
             if where is not None:
-                mismatches.append({"id": e["id"], "kind": e["kind"], "first_difference": {"choice": where[0],
-                                   "token": where[1]}, "prompt_len": specs[e["id"]].prompt_len})
-        out["greedy_vs_eager"] = {"compared": compared, "equal": compared - sum("first_difference" in m
-                                                                                  for m in mismatches),
-                                  "mismatches": mismatches, "eager_stop": eager["stop"]}
+                mismatches.append(
+                    {
+                        "id": e["id"],
+                        "kind": e["kind"],
+                        "first_difference": {"choice": where[0], "token": where[1]},
+                        "prompt_len": specs[e["id"]].prompt_len,
+                    }
+                )
+        out["greedy_vs_eager"] = {
+            "compared": compared,
+            "equal": compared - sum("first_difference" in m for m in mismatches),
+            "mismatches": mismatches,
+            "eager_stop": eager["stop"],
+        }
     out["checks"] = {
         "no_5xx_or_failed_requests": out["server_errors_5xx"] == 0 and not failures,
         "overlong_400_or_truncated": not overlong_bad,
         "n_choices_complete": not n_bad,
         "seeded_pairs_identical": not seeded_bad,
-        "burst_identical_and_prefix_cached": out["burst"]["all_identical"] and out["burst"]["prefix_cache_hits_gained"] > 0,
+        "burst_identical_and_prefix_cached": out["burst"]["all_identical"]
+        and out["burst"]["prefix_cache_hits_gained"] > 0,
         "no_leaked_kv_blocks": leaked == 0,
         "healthy_after": graph["health_after"] == 200,
         "stop_clean": graph["stop"]["clean"] and graph["stop"]["exit_code"] == 0,
@@ -281,11 +356,17 @@ def summary_md(report: dict) -> str:
         ("dropped mid-stream on purpose", a["dropped_on_purpose"]),
         ("status codes", ", ".join(f"{k}: {v}" for k, v in sorted(a["status_counts"].items()))),
         ("5xx", a["server_errors_5xx"]),
-        ("max_tokens past the context", f"{a['overlong']['status_400']} x 400, {a['overlong']['truncated_200']} x "
-                                        f"200 truncated, bad: {a['overlong']['bad'] or 'none'}"),
+        (
+            "max_tokens past the context",
+            f"{a['overlong']['status_400']} x 400, {a['overlong']['truncated_200']} x "
+            f"200 truncated, bad: {a['overlong']['bad'] or 'none'}",
+        ),
         ("seeded pairs identical", f"{a['seeded_pairs'] - len(a['seeded_pairs_differing'])} / {a['seeded_pairs']}"),
-        ("burst of identical prompts", f"{a['burst']['requests']} requests, identical: {a['burst']['all_identical']}, "
-                                       f"prefix-cache hits gained: {a['burst']['prefix_cache_hits_gained']:.0f} tokens"),
+        (
+            "burst of identical prompts",
+            f"{a['burst']['requests']} requests, identical: {a['burst']['all_identical']}, "
+            f"prefix-cache hits gained: {a['burst']['prefix_cache_hits_gained']:.0f} tokens",
+        ),
         ("KV blocks used before / after (of total)", f"{kv['used_before']} / {kv['used_after']} (of {kv['total']})"),
         ("KV blocks leaked", kv["leaked"]),
         ("preemptions during the soak", f"{a['preemptions']:.0f}"),
@@ -295,13 +376,22 @@ def summary_md(report: dict) -> str:
         ("idle RSS before / after the soak (MiB)", f"{rss['idle_before']} / {rss['idle_after']}"),
         ("greedy == eager", f"{g.get('equal')} / {g.get('compared')}" if g else "not run"),
         ("/health after", a["health_after"]),
-        ("stop (SIGTERM): exit code, ERROR lines", f"{a['stop']['exit_code']}, {len(a['stop']['error_lines_at_stop'])}"),
+        (
+            "stop (SIGTERM): exit code, ERROR lines",
+            f"{a['stop']['exit_code']}, {len(a['stop']['error_lines_at_stop'])}",
+        ),
         ("soak wall time (s)", report["graph"]["soak_s"]),
     ]
-    lines = [f"# Soak: {Path(report['settings']['model']).name}, graph mode, {report['settings']['preset']}",
-             "", f"`{report['command']}` on {report['machine']['cpu_model']} ({report['machine']['usable_cpus']} "
-             f"usable CPUs), plugin {report['versions']['plugin']}, vLLM {report['versions']['vllm']}, "
-             f"{report['created']}.", "", "| figure | value |", "| --- | --- |"]
+    lines = [
+        f"# Soak: {Path(report['settings']['model']).name}, graph mode, {report['settings']['preset']}",
+        "",
+        f"`{report['command']}` on {report['machine']['cpu_model']} ({report['machine']['usable_cpus']} "
+        f"usable CPUs), plugin {report['versions']['plugin']}, vLLM {report['versions']['vllm']}, "
+        f"{report['created']}.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+    ]
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "| check | result |", "| --- | --- |"]
     lines += [f"| {k} | {'pass' if ok else 'FAIL'} |" for k, ok in a["checks"].items()]
@@ -316,7 +406,9 @@ def chat_words(model: str) -> list[str]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model)
-    words = [t[1:] for t in tok.convert_ids_to_tokens(list(range(1000, 20000))) if t.startswith("Ġ") and t[1:].isalpha()]
+    words = [
+        t[1:] for t in tok.convert_ids_to_tokens(list(range(1000, 20000))) if t.startswith("Ġ") and t[1:].isalpha()
+    ]
     return words or [f"w{i}" for i in range(500)]
 
 
@@ -338,14 +430,17 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or BENCH_DIR / "results" / f"soak-{created:%Y-%m-%d}{'-quick' if args.quick else ''}"
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    plan, burst = workload.build_plan(preset, online.SERVED_NAME, MAX_MODEL_LEN, args.seed,
-                                      words=chat_words(args.model))
-    print(f"soak: {len(plan)} mixed requests + a burst of {len(burst)} at concurrency {CONCURRENCY} -> {out}",
-          flush=True)
+    plan, burst = workload.build_plan(
+        preset, online.SERVED_NAME, MAX_MODEL_LEN, args.seed, words=chat_words(args.model)
+    )
+    print(
+        f"soak: {len(plan)} mixed requests + a burst of {len(burst)} at concurrency {CONCURRENCY} -> {out}", flush=True
+    )
     began = time.time()
     graph = soak_graph(args.model, plan, burst, logs, {})
-    print(f"soak: graph server done in {graph['soak_s']} s; replaying the greedy requests on an eager server",
-          flush=True)
+    print(
+        f"soak: graph server done in {graph['soak_s']} s; replaying the greedy requests on an eager server", flush=True
+    )
     specs = {s.id: s for s in plan + burst}
     served = {r["id"] for r in graph["results"] if r["status"] == 200 and not r["dropped"]}
     greedy = [workload.greedy_replay(s) for s in plan + burst[:1] if s.kind in workload.GREEDY_KINDS and s.id in served]
@@ -354,19 +449,41 @@ def main(argv: list[str] | None = None) -> int:
         first = next((r for r in eager["results"] if r["kind"] == "burst"), None)
         if first is not None:
             eager["results"] += [{**first, "id": s.id} for s in burst[1:] if s.id in served]
-    report = {"schema": "vllm-npu-graph-soak/1", "created": created.isoformat(timespec="seconds"),
-              "command": "bench/soak.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-              "machine": machine.describe(), "versions": machine.versions(),
-              "settings": {"model": args.model, "preset": preset, "seed": args.seed, "concurrency": CONCURRENCY,
-                           "max_model_len": MAX_MODEL_LEN, "request_timeout_s": REQUEST_TIMEOUT_S,
-                           "counts": workload.COUNTS[preset]},
-              "graph": {k: v for k, v in graph.items() if k != "results"}, "wall_s": None}
+    report = {
+        "schema": "vllm-npu-graph-soak/1",
+        "created": created.isoformat(timespec="seconds"),
+        "command": "bench/soak.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine.describe(),
+        "versions": machine.versions(),
+        "settings": {
+            "model": args.model,
+            "preset": preset,
+            "seed": args.seed,
+            "concurrency": CONCURRENCY,
+            "max_model_len": MAX_MODEL_LEN,
+            "request_timeout_s": REQUEST_TIMEOUT_S,
+            "counts": workload.COUNTS[preset],
+        },
+        "graph": {k: v for k, v in graph.items() if k != "results"},
+        "wall_s": None,
+    }
     report["analysis"] = analyse(specs, graph, eager)
     report["wall_s"] = round(time.time() - began, 1)
-    report["requests"] = [{"id": r["id"], "kind": r["kind"], "status": r["status"], "dropped": r["dropped"],
-                           "latency_s": r["latency_s"], "ttft_s": r["ttft_s"], "prompt_tokens": r["prompt_tokens"],
-                           "tokens": [len(t) for t in r["token_ids"]], "finish": r["finish_reasons"],
-                           "error": r["error"]} for r in graph["results"]]
+    report["requests"] = [
+        {
+            "id": r["id"],
+            "kind": r["kind"],
+            "status": r["status"],
+            "dropped": r["dropped"],
+            "latency_s": r["latency_s"],
+            "ttft_s": r["ttft_s"],
+            "prompt_tokens": r["prompt_tokens"],
+            "tokens": [len(t) for t in r["token_ids"]],
+            "finish": r["finish_reasons"],
+            "error": r["error"],
+        }
+        for r in graph["results"]
+    ]
     (out / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "summary.md").write_text(summary_md(report))
     print(summary_md(report), flush=True)

@@ -20,10 +20,28 @@ import aiohttp
 GREEDY_KINDS = ("greedy", "greedy-stream", "chat", "chat-stream", "burst", "overlong")
 # Requests per kind: the full soak, and --quick. Seeded counts pairs; burst is sent alone.
 COUNTS = {
-    "full": {"greedy": 90, "greedy-stream": 60, "chat": 20, "chat-stream": 20, "disconnect": 30,
-             "overlong": 15, "n": 20, "seeded": 20, "burst": 32},
-    "quick": {"greedy": 8, "greedy-stream": 5, "chat": 2, "chat-stream": 2, "disconnect": 3,
-              "overlong": 2, "n": 2, "seeded": 2, "burst": 6},
+    "full": {
+        "greedy": 90,
+        "greedy-stream": 60,
+        "chat": 20,
+        "chat-stream": 20,
+        "disconnect": 30,
+        "overlong": 15,
+        "n": 20,
+        "seeded": 20,
+        "burst": 32,
+    },
+    "quick": {
+        "greedy": 8,
+        "greedy-stream": 5,
+        "chat": 2,
+        "chat-stream": 2,
+        "disconnect": 3,
+        "overlong": 2,
+        "n": 2,
+        "seeded": 2,
+        "burst": 6,
+    },
 }
 
 
@@ -68,8 +86,15 @@ def token_prompt(rng: random.Random, length: int, vocab: tuple[int, int]) -> lis
     return [rng.randrange(*vocab) for _ in range(length)]
 
 
-def build_plan(preset: str, model: str, max_model_len: int, seed: int, longest_prompt: int = 1500,
-               vocab: tuple[int, int] = (1000, 48000), words: list[str] | None = None) -> tuple[list[Spec], list[Spec]]:
+def build_plan(
+    preset: str,
+    model: str,
+    max_model_len: int,
+    seed: int,
+    longest_prompt: int = 1500,
+    vocab: tuple[int, int] = (1000, 48000),
+    words: list[str] | None = None,
+) -> tuple[list[Spec], list[Spec]]:
     """(mixed, burst): the mixed requests in a seeded random order, and the burst."""
     counts = COUNTS[preset]
     rng = random.Random(seed)
@@ -86,8 +111,13 @@ def build_plan(preset: str, model: str, max_model_len: int, seed: int, longest_p
 
     def chat(kind: str, stream: bool) -> Spec:
         text = " ".join(rng.choice(words) for _ in range(rng.randint(3, 120)))
-        body = {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0,
-                "max_tokens": rng.randint(16, 48), "return_token_ids": True}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": text}],
+            "temperature": 0,
+            "max_tokens": rng.randint(16, 48),
+            "return_token_ids": True,
+        }
         if stream:
             body["stream"] = True
         return Spec(len(specs), kind, "/v1/chat/completions", body, stream=stream)
@@ -95,8 +125,16 @@ def build_plan(preset: str, model: str, max_model_len: int, seed: int, longest_p
     greedy_lens = prompt_lengths(rng, counts["greedy"] + counts["greedy-stream"], longest_prompt)
     for i, length in enumerate(greedy_lens):
         kind = "greedy" if i < counts["greedy"] else "greedy-stream"
-        specs.append(completion(kind, length, temperature=0, max_tokens=rng.randint(16, 48), ignore_eos=True,
-                                stream=kind == "greedy-stream"))
+        specs.append(
+            completion(
+                kind,
+                length,
+                temperature=0,
+                max_tokens=rng.randint(16, 48),
+                ignore_eos=True,
+                stream=kind == "greedy-stream",
+            )
+        )
     for kind in ("chat", "chat-stream"):
         for _ in range(counts[kind]):
             specs.append(chat(kind, kind == "chat-stream"))
@@ -112,20 +150,42 @@ def build_plan(preset: str, model: str, max_model_len: int, seed: int, longest_p
             max_tokens = max_model_len - length + rng.randint(1, 256)
         specs.append(completion("overlong", length, temperature=0, max_tokens=max_tokens))
     for _ in range(counts["n"]):
-        specs.append(completion("n", rng.randint(1, 400), n=rng.randint(2, 4), temperature=0.8,
-                                seed=rng.randrange(1 << 30), max_tokens=16))
+        specs.append(
+            completion(
+                "n",
+                rng.randint(1, 400),
+                n=rng.randint(2, 4),
+                temperature=0.8,
+                seed=rng.randrange(1 << 30),
+                max_tokens=16,
+            )
+        )
     for pair in range(counts["seeded"]):
-        first = completion("seeded", rng.randint(1, 800), temperature=1.0, top_p=0.9,
-                           seed=rng.randrange(1 << 30), max_tokens=24)
+        first = completion(
+            "seeded", rng.randint(1, 800), temperature=1.0, top_p=0.9, seed=rng.randrange(1 << 30), max_tokens=24
+        )
         first.pair = pair
         second = Spec(len(specs) + 1, "seeded", first.path, dict(first.body), pair=pair, prompt_len=first.prompt_len)
         specs += [first, second]
     rng.shuffle(specs)
     burst_ids = token_prompt(rng, min(1000, longest_prompt), vocab)
-    burst = [Spec(len(specs) + i, "burst", "/v1/completions",
-                  {"model": model, "prompt": burst_ids, "temperature": 0, "max_tokens": 16, "ignore_eos": True,
-                   "return_token_ids": True}, prompt_len=len(burst_ids))
-             for i in range(counts["burst"])]
+    burst = [
+        Spec(
+            len(specs) + i,
+            "burst",
+            "/v1/completions",
+            {
+                "model": model,
+                "prompt": burst_ids,
+                "temperature": 0,
+                "max_tokens": 16,
+                "ignore_eos": True,
+                "return_token_ids": True,
+            },
+            prompt_len=len(burst_ids),
+        )
+        for i in range(counts["burst"])
+    ]
     return specs, burst
 
 
@@ -155,8 +215,9 @@ async def send(session: aiohttp.ClientSession, base: str, spec: Spec, timeout_s:
     result = Result(spec.id, spec.kind)
     start = time.perf_counter()
     try:
-        async with session.post(base + spec.path, json=spec.body,
-                                timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+        async with session.post(
+            base + spec.path, json=spec.body, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as resp:
             result.status = resp.status
             if resp.status != 200:
                 result.error = (await resp.text())[:300]
@@ -172,7 +233,7 @@ async def send(session: aiohttp.ClientSession, base: str, spec: Spec, timeout_s:
                         continue
                     if result.ttft_s is None:
                         result.ttft_s = time.perf_counter() - start
-                    _take_choices(result, json.loads(line[len("data: "):]).get("choices", []), delta=True)
+                    _take_choices(result, json.loads(line[len("data: ") :]).get("choices", []), delta=True)
                     chunks += 1
                     if spec.drop_after_chunks is not None and chunks >= spec.drop_after_chunks:
                         result.dropped = True
@@ -190,6 +251,7 @@ async def run_specs(base: str, specs: list[Spec], concurrency: int, timeout_s: f
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
 
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def one(spec: Spec) -> Result:
             async with gate:
                 return await send(session, base, spec, timeout_s)

@@ -43,12 +43,14 @@ def serve_once(args: list[str], env: dict, log_path: Path) -> dict:
             stop_process(proc)
     text = log_path.read_text()
     init, captured = ENGINE_INIT.search(text), CAPTURED.search(text)
-    return {"process_to_healthy_s": round(healthy_s, 2),
-            "engine_init_s": float(init.group(1)) if init else None,
-            "compilation_s": float(init.group(2)) if init else None,
-            "capture_s": float(captured.group(2)) if captured else None,
-            "graphs": int(captured.group(1)) if captured else None,
-            "loaded_from_our_cache": "from the compile cache" in text}
+    return {
+        "process_to_healthy_s": round(healthy_s, 2),
+        "engine_init_s": float(init.group(1)) if init else None,
+        "compilation_s": float(init.group(2)) if init else None,
+        "capture_s": float(captured.group(2)) if captured else None,
+        "graphs": int(captured.group(1)) if captured else None,
+        "loaded_from_our_cache": "from the compile cache" in text,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -59,7 +61,10 @@ def main(argv: list[str]) -> int:
         from vllm_npu_graph.models import build_default_model
 
         argv = [str(build_default_model()), *argv]
-    model, extra = argv[0], argv[1:] or ["--dtype", "float32", "--max-model-len", "2048", "--max-num-batched-tokens", "2048"]
+    model, extra = (
+        argv[0],
+        argv[1:] or ["--dtype", "float32", "--max-model-len", "2048", "--max-num-batched-tokens", "2048"],
+    )
     work = Path(tempfile.mkdtemp(prefix="npu_graph_startup_"))
     env = dict(os.environ, VLLM_CACHE_ROOT=str(work / "vllm"), TORCHINDUCTOR_CACHE_DIR=str(work / "inductor"))
     print(f"cache folder: {work}", flush=True)
@@ -67,41 +72,91 @@ def main(argv: list[str]) -> int:
     report_path, warmup_log = work / "warmup.json", work / "warmup.log"
     start = time.perf_counter()
     with warmup_log.open("w") as log:
-        subprocess.run([sys.executable, "-m", "vllm_npu_graph.cli", "warmup", "--model", model, *extra,
-                        "--json", str(report_path)], env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vllm_npu_graph.cli",
+                "warmup",
+                "--model",
+                model,
+                *extra,
+                "--json",
+                str(report_path),
+            ],
+            env=env,
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     warm_cmd_s = time.perf_counter() - start
     report = json.loads(report_path.read_text())
     init = ENGINE_INIT.search(warmup_log.read_text())
-    cold = {**report["totals"], "command_s": round(warm_cmd_s, 2), "engine_init_s": float(init.group(1)) if init else None}
+    cold = {
+        **report["totals"],
+        "command_s": round(warm_cmd_s, 2),
+        "engine_init_s": float(init.group(1)) if init else None,
+    }
     text = warmup_log.read_text()
-    print(text[text.rfind("  size  reqs"):] if "  size  reqs" in text else "", flush=True)  # warmup's table
+    print(text[text.rfind("  size  reqs") :] if "  size  reqs" in text else "", flush=True)  # warmup's table
     warm = serve_once([model, *extra], env, work / "serve.log")
 
-    results = {"model": model, "args": extra, "warmup (cold start)": cold, "vllm serve after warmup": warm,
-               "compile_ratio": round(warm["compilation_s"] / cold["compilation_s"], 3)
-               if warm["compilation_s"] is not None else None}
+    results = {
+        "model": model,
+        "args": extra,
+        "warmup (cold start)": cold,
+        "vllm serve after warmup": warm,
+        "compile_ratio": round(warm["compilation_s"] / cold["compilation_s"], 3)
+        if warm["compilation_s"] is not None
+        else None,
+    }
     if vllm_bench:
         out = work / "vllm_bench_startup.json"
-        subprocess.run([str(Path(sys.executable).with_name("vllm")), "bench", "startup", "--model", model, *extra,
-                        "--num-iters-cold", "1", "--num-iters-warmup", "1", "--num-iters-warm", "1",
-                        "--output-json", str(out)], env=env, check=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).with_name("vllm")),
+                "bench",
+                "startup",
+                "--model",
+                model,
+                *extra,
+                "--num-iters-cold",
+                "1",
+                "--num-iters-warmup",
+                "1",
+                "--num-iters-warm",
+                "1",
+                "--output-json",
+                str(out),
+            ],
+            env=env,
+            check=True,
+        )
         results["vllm bench startup"] = json.loads(out.read_text())
 
     print("\n" + "=" * 72)
     print(f"start-up, {Path(model).name} {' '.join(extra)} ({os.environ['VLLM_NPU_GRAPH_TARGET']} target)")
-    print(f"  cold (vllm-npu-graph warmup): compile {cold['compilation_s']:.2f} s, capture step {cold['capture_phase_s']:.2f} s "
-          f"({cold['sizes']} sizes: first runs {cold['first_runs_s']:.2f} s, captures {cold['capture_s']:.2f} s), "
-          f"engine init {cold['engine_init_s']:.2f} s, engine start {cold['engine_startup_s']:.2f} s")
-    print(f"  warm (vllm serve):            compile {warm['compilation_s']:.2f} s, capture step {warm['capture_s']:.2f} s "
-          f"({warm['graphs']} graphs), engine init {warm['engine_init_s']:.2f} s, process to /health "
-          f"{warm['process_to_healthy_s']:.2f} s")
-    print(f"  warm/cold compile phase: {100 * results['compile_ratio']:.1f}%; warm/cold engine init: "
-          f"{100 * warm['engine_init_s'] / cold['engine_init_s']:.1f}%")
+    print(
+        f"  cold (vllm-npu-graph warmup): compile {cold['compilation_s']:.2f} s, capture step {cold['capture_phase_s']:.2f} s "
+        f"({cold['sizes']} sizes: first runs {cold['first_runs_s']:.2f} s, captures {cold['capture_s']:.2f} s), "
+        f"engine init {cold['engine_init_s']:.2f} s, engine start {cold['engine_startup_s']:.2f} s"
+    )
+    print(
+        f"  warm (vllm serve):            compile {warm['compilation_s']:.2f} s, capture step {warm['capture_s']:.2f} s "
+        f"({warm['graphs']} graphs), engine init {warm['engine_init_s']:.2f} s, process to /health "
+        f"{warm['process_to_healthy_s']:.2f} s"
+    )
+    print(
+        f"  warm/cold compile phase: {100 * results['compile_ratio']:.1f}%; warm/cold engine init: "
+        f"{100 * warm['engine_init_s'] / cold['engine_init_s']:.1f}%"
+    )
     bench = results.get("vllm bench startup")
     if bench:
-        print(f"  vllm bench startup: cold start {bench['avg_cold_startup_time']:.2f} s (compile "
-              f"{bench['avg_cold_compilation_time']:.2f} s), warm start {bench['avg_warm_startup_time']:.2f} s "
-              f"(compile {bench['avg_warm_compilation_time']:.2f} s); capture is not in its numbers")
+        print(
+            f"  vllm bench startup: cold start {bench['avg_cold_startup_time']:.2f} s (compile "
+            f"{bench['avg_cold_compilation_time']:.2f} s), warm start {bench['avg_warm_startup_time']:.2f} s "
+            f"(compile {bench['avg_warm_compilation_time']:.2f} s); capture is not in its numbers"
+        )
     print(json.dumps(results, indent=2))
     return 0
 

@@ -58,104 +58,303 @@ VLLM_CONVERTS = "vLLM's pydantic config converts it losslessly before any platfo
 
 CASES = [
     # --- our options: --additional-config '{"npu_graph": {...}}'
-    Case("option-unknown", npu_graph(capture_everything=True),
-         r"Unknown option\(s\) 'capture_everything' in " + OPT + r"; valid options: dump_graph_dir, host_kv_cache_gib"),
-    Case("options-not-an-object", dict(additional_config={"npu_graph": 3}),
-         OPT + r' must be a JSON object of options, got 3; e\.g\. \{"npu_graph": \{"kernels": "reference"\}\}\.'),
-    Case("additional-config-not-an-object", dict(additional_config=[1]),
-         r"additional_config\.dict\[any,any\]: Input should be a valid dictionary", by_vllm=True),
-    Case("option-bool-for-int", npu_graph(max_graph_sizes=True), OPT + r'\["max_graph_sizes"\] must be an integer, got True\.'),
-    Case("option-string-for-int", npu_graph(host_threads="2"), OPT + r"\[\"host_threads\"\] must be an integer, got '2'\."),
-    Case("option-string-for-float", npu_graph(host_kv_cache_gib="1"), OPT + r"\[\"host_kv_cache_gib\"\] must be a number, got '1'\."),
-    Case("option-bool-for-float", npu_graph(host_kv_cache_gib=False), OPT + r'\["host_kv_cache_gib"\] must be a number, got False\.'),
+    Case(
+        "option-unknown",
+        npu_graph(capture_everything=True),
+        r"Unknown option\(s\) 'capture_everything' in " + OPT + r"; valid options: dump_graph_dir, host_kv_cache_gib",
+    ),
+    Case(
+        "options-not-an-object",
+        dict(additional_config={"npu_graph": 3}),
+        OPT + r' must be a JSON object of options, got 3; e\.g\. \{"npu_graph": \{"kernels": "reference"\}\}\.',
+    ),
+    Case(
+        "additional-config-not-an-object",
+        dict(additional_config=[1]),
+        r"additional_config\.dict\[any,any\]: Input should be a valid dictionary",
+        by_vllm=True,
+    ),
+    Case(
+        "option-bool-for-int",
+        npu_graph(max_graph_sizes=True),
+        OPT + r'\["max_graph_sizes"\] must be an integer, got True\.',
+    ),
+    Case(
+        "option-string-for-int",
+        npu_graph(host_threads="2"),
+        OPT + r"\[\"host_threads\"\] must be an integer, got '2'\.",
+    ),
+    Case(
+        "option-string-for-float",
+        npu_graph(host_kv_cache_gib="1"),
+        OPT + r"\[\"host_kv_cache_gib\"\] must be a number, got '1'\.",
+    ),
+    Case(
+        "option-bool-for-float",
+        npu_graph(host_kv_cache_gib=False),
+        OPT + r'\["host_kv_cache_gib"\] must be a number, got False\.',
+    ),
     Case("option-int-for-string", npu_graph(kernels=1), OPT + r'\["kernels"\] must be a string, got 1\.'),
     Case("option-null", npu_graph(dump_graph_dir=None), OPT + r'\["dump_graph_dir"\] must be a string, got None\.'),
-    Case("passes-not-an-object", npu_graph(passes=[]),
-         OPT + r'\["passes"\] must be a JSON object of pass name -> true/false, got \[\]; e\.g\. \{"swiglu": false\}\.'),
-    Case("pass-switch-string", npu_graph(passes={"swiglu": "yes"}), OPT + r"\[\"passes\"\]\['swiglu'\] must be true or false, got 'yes'\."),
-    Case("pass-switch-int", npu_graph(passes={"swiglu": 1}), OPT + r"\[\"passes\"\]\['swiglu'\] must be true or false, got 1\."),
-    Case("pass-unknown", npu_graph(passes={"fuse_everything": True}),
-         r"Unknown pass\(es\) 'fuse_everything' in " + OPT + r'\["passes"\]; passes: noop, rms_norm, .*linear\.'),
-    Case("kernels-unknown", npu_graph(kernels="cuda"), OPT + r"\[\"kernels\"\] must be one of auto, native, reference, triton, got 'cuda'\."),
-    Case("kernels-native-with-rope-kv-write", npu_graph(kernels="native", passes={"rope_kv_write": True}),
-         r'the rope_kv_write pass writes the KV cache in our kernels\' format.*switch it off \("passes": \{"rope_kv_write": false\}\)'),
-    Case("max-graph-sizes-zero", npu_graph(max_graph_sizes=0),
-         OPT + r"\[\"max_graph_sizes\"\] must be >= 1, got 0; leave it out for the target's default, or turn graphs off with --enforce-eager\."),
-    Case("max-graph-sizes-negative", npu_graph(max_graph_sizes=-1), OPT + r'\["max_graph_sizes"\] must be >= 1, got -1;'),
-    Case("host-threads-negative", npu_graph(host_threads=-1), OPT + r"\[\"host_threads\"\] must be >= 0 \(0 = every usable CPU\), got -1\."),
-    Case("host-kv-cache-zero", npu_graph(host_kv_cache_gib=0), OPT + r'\["host_kv_cache_gib"\] must be > 0, got 0\.0\.'),
-    Case("host-kv-cache-negative", npu_graph(host_kv_cache_gib=-1), OPT + r'\["host_kv_cache_gib"\] must be > 0, got -1\.0\.'),
-    Case("dump-dir-is-a-file", npu_graph(dump_graph_dir="/etc/passwd"),
-         DUMP + r"'/etc/passwd'; it is a file: pick a writable folder or leave the option out\."),
-    Case("dump-dir-under-a-file", npu_graph(dump_graph_dir="/etc/passwd/graphs"),
-         DUMP + r"'/etc/passwd/graphs'; not a directory: pick a writable folder"),
-    Case("dump-dir-cannot-be-created", npu_graph(dump_graph_dir="/proc/npu-graph-dump"),
-         DUMP + r"'/proc/npu-graph-dump'; no such file or directory: pick a writable folder"),
+    Case(
+        "passes-not-an-object",
+        npu_graph(passes=[]),
+        OPT + r'\["passes"\] must be a JSON object of pass name -> true/false, got \[\]; e\.g\. \{"swiglu": false\}\.',
+    ),
+    Case(
+        "pass-switch-string",
+        npu_graph(passes={"swiglu": "yes"}),
+        OPT + r"\[\"passes\"\]\['swiglu'\] must be true or false, got 'yes'\.",
+    ),
+    Case(
+        "pass-switch-int",
+        npu_graph(passes={"swiglu": 1}),
+        OPT + r"\[\"passes\"\]\['swiglu'\] must be true or false, got 1\.",
+    ),
+    Case(
+        "pass-unknown",
+        npu_graph(passes={"fuse_everything": True}),
+        r"Unknown pass\(es\) 'fuse_everything' in " + OPT + r'\["passes"\]; passes: noop, rms_norm, .*linear\.',
+    ),
+    Case(
+        "kernels-unknown",
+        npu_graph(kernels="cuda"),
+        OPT + r"\[\"kernels\"\] must be one of auto, native, reference, triton, got 'cuda'\.",
+    ),
+    Case(
+        "kernels-native-with-rope-kv-write",
+        npu_graph(kernels="native", passes={"rope_kv_write": True}),
+        r'the rope_kv_write pass writes the KV cache in our kernels\' format.*switch it off \("passes": \{"rope_kv_write": false\}\)',
+    ),
+    Case(
+        "max-graph-sizes-zero",
+        npu_graph(max_graph_sizes=0),
+        OPT
+        + r"\[\"max_graph_sizes\"\] must be >= 1, got 0; leave it out for the target's default, or turn graphs off with --enforce-eager\.",
+    ),
+    Case(
+        "max-graph-sizes-negative", npu_graph(max_graph_sizes=-1), OPT + r'\["max_graph_sizes"\] must be >= 1, got -1;'
+    ),
+    Case(
+        "host-threads-negative",
+        npu_graph(host_threads=-1),
+        OPT + r"\[\"host_threads\"\] must be >= 0 \(0 = every usable CPU\), got -1\.",
+    ),
+    Case(
+        "host-kv-cache-zero", npu_graph(host_kv_cache_gib=0), OPT + r'\["host_kv_cache_gib"\] must be > 0, got 0\.0\.'
+    ),
+    Case(
+        "host-kv-cache-negative",
+        npu_graph(host_kv_cache_gib=-1),
+        OPT + r'\["host_kv_cache_gib"\] must be > 0, got -1\.0\.',
+    ),
+    Case(
+        "dump-dir-is-a-file",
+        npu_graph(dump_graph_dir="/etc/passwd"),
+        DUMP + r"'/etc/passwd'; it is a file: pick a writable folder or leave the option out\.",
+    ),
+    Case(
+        "dump-dir-under-a-file",
+        npu_graph(dump_graph_dir="/etc/passwd/graphs"),
+        DUMP + r"'/etc/passwd/graphs'; not a directory: pick a writable folder",
+    ),
+    Case(
+        "dump-dir-cannot-be-created",
+        npu_graph(dump_graph_dir="/proc/npu-graph-dump"),
+        DUMP + r"'/proc/npu-graph-dump'; no such file or directory: pick a writable folder",
+    ),
     # --- capture sizes: --compilation-config '{"cudagraph_capture_sizes": [...]}'
-    Case("sizes-negative", cc(cudagraph_capture_sizes=[-1, 2]), SIZES + r" must be sizes >= 1, got \[-1, 2\]; drop -1\."),
-    Case("sizes-zero", cc(cudagraph_capture_sizes=[0, 1, 2]), SIZES + r" must be sizes >= 1, got \[0, 1, 2\]; drop 0\."),
-    Case("sizes-fraction", cc(cudagraph_capture_sizes=[1.5, 2]),
-         r"cudagraph_capture_sizes\.0: Input should be a valid integer, got a number with a fractional part", by_vllm=True),
-    Case("sizes-word", cc(cudagraph_capture_sizes=["four"]),
-         r"cudagraph_capture_sizes\.0: Input should be a valid integer, unable to parse string as an integer", by_vllm=True),
-    Case("sizes-not-a-list", cc(cudagraph_capture_sizes=8), r"cudagraph_capture_sizes: Input should be a valid list", by_vllm=True),
-    Case("sizes-repeated", cc(cudagraph_capture_sizes=[1, 2, 2, 4]), SIZES + r" must be distinct sizes, got \[1, 2, 2, 4\]; list 2 once\."),
-    Case("sizes-above-max-num-batched-tokens", cc(cudagraph_capture_sizes=[1, 4096]),
-         SIZES + r" must be sizes <= max_num_batched_tokens \(2048\), got \[1, 4096\]; drop 4096 or raise --max-num-batched-tokens\."),
+    Case(
+        "sizes-negative", cc(cudagraph_capture_sizes=[-1, 2]), SIZES + r" must be sizes >= 1, got \[-1, 2\]; drop -1\."
+    ),
+    Case(
+        "sizes-zero", cc(cudagraph_capture_sizes=[0, 1, 2]), SIZES + r" must be sizes >= 1, got \[0, 1, 2\]; drop 0\."
+    ),
+    Case(
+        "sizes-fraction",
+        cc(cudagraph_capture_sizes=[1.5, 2]),
+        r"cudagraph_capture_sizes\.0: Input should be a valid integer, got a number with a fractional part",
+        by_vllm=True,
+    ),
+    Case(
+        "sizes-word",
+        cc(cudagraph_capture_sizes=["four"]),
+        r"cudagraph_capture_sizes\.0: Input should be a valid integer, unable to parse string as an integer",
+        by_vllm=True,
+    ),
+    Case(
+        "sizes-not-a-list",
+        cc(cudagraph_capture_sizes=8),
+        r"cudagraph_capture_sizes: Input should be a valid list",
+        by_vllm=True,
+    ),
+    Case(
+        "sizes-repeated",
+        cc(cudagraph_capture_sizes=[1, 2, 2, 4]),
+        SIZES + r" must be distinct sizes, got \[1, 2, 2, 4\]; list 2 once\.",
+    ),
+    Case(
+        "sizes-above-max-num-batched-tokens",
+        cc(cudagraph_capture_sizes=[1, 4096]),
+        SIZES
+        + r" must be sizes <= max_num_batched_tokens \(2048\), got \[1, 4096\]; drop 4096 or raise --max-num-batched-tokens\.",
+    ),
     Case("sizes-empty", cc(cudagraph_capture_sizes=[]), SIZES + r" must be at least one size, got \[\]; " + NO_GRAPHS),
-    Case("max-capture-size-zero", cc(max_cudagraph_capture_size=0),
-         r'compilation_config\["max_cudagraph_capture_size"\] must be >= 1, got 0; ' + NO_GRAPHS),
-    Case("max-capture-size-negative", cc(max_cudagraph_capture_size=-8),
-         r'compilation_config\["max_cudagraph_capture_size"\] must be >= 1, got -8;'),
-    Case("max-capture-size-not-the-largest-size", cc(cudagraph_capture_sizes=[1, 16], max_cudagraph_capture_size=8),
-         r"customized max_cudagraph_capture_size\(=8\) should be consistent with the max value of cudagraph_capture_sizes\(=16\)", by_vllm=True),
+    Case(
+        "max-capture-size-zero",
+        cc(max_cudagraph_capture_size=0),
+        r'compilation_config\["max_cudagraph_capture_size"\] must be >= 1, got 0; ' + NO_GRAPHS,
+    ),
+    Case(
+        "max-capture-size-negative",
+        cc(max_cudagraph_capture_size=-8),
+        r'compilation_config\["max_cudagraph_capture_size"\] must be >= 1, got -8;',
+    ),
+    Case(
+        "max-capture-size-not-the-largest-size",
+        cc(cudagraph_capture_sizes=[1, 16], max_cudagraph_capture_size=8),
+        r"customized max_cudagraph_capture_size\(=8\) should be consistent with the max value of cudagraph_capture_sizes\(=16\)",
+        by_vllm=True,
+    ),
     # --- cudagraph_mode our attention backend can't serve
-    Case("mode-full", cc(cudagraph_mode="FULL"),
-         MODE + r"'FULL'; FULL would capture prefill and mixed batches too, .*; leave it unset \(decode graphs\) or set FULL_DECODE_ONLY\."),
-    Case("mode-piecewise", cc(cudagraph_mode="PIECEWISE"),
-         MODE + r"'PIECEWISE'; piecewise graphs need the decoder split at attention, and we compile it whole;"),
-    Case("mode-full-and-piecewise", cc(cudagraph_mode="FULL_AND_PIECEWISE"), MODE + r"'FULL_AND_PIECEWISE'; piecewise graphs"),
+    Case(
+        "mode-full",
+        cc(cudagraph_mode="FULL"),
+        MODE
+        + r"'FULL'; FULL would capture prefill and mixed batches too, .*; leave it unset \(decode graphs\) or set FULL_DECODE_ONLY\.",
+    ),
+    Case(
+        "mode-piecewise",
+        cc(cudagraph_mode="PIECEWISE"),
+        MODE + r"'PIECEWISE'; piecewise graphs need the decoder split at attention, and we compile it whole;",
+    ),
+    Case(
+        "mode-full-and-piecewise",
+        cc(cudagraph_mode="FULL_AND_PIECEWISE"),
+        MODE + r"'FULL_AND_PIECEWISE'; piecewise graphs",
+    ),
     Case("mode-full-at-o0", dict(optimization_level=0, **cc(cudagraph_mode="FULL")), MODE + r"'FULL';"),
-    Case("mode-misspelt", cc(cudagraph_mode="SOMETIMES"), r"^'SOMETIMES'$", by_vllm=True,
-         note="not clear: vLLM's KeyError from parsing the mode, raised before any platform hook"),
-    Case("mode-number", cc(cudagraph_mode=7), r"cudagraph_mode: Input should be 0, 1, 2, \(2, 0\) or \(2, 1\)", by_vllm=True),
+    Case(
+        "mode-misspelt",
+        cc(cudagraph_mode="SOMETIMES"),
+        r"^'SOMETIMES'$",
+        by_vllm=True,
+        note="not clear: vLLM's KeyError from parsing the mode, raised before any platform hook",
+    ),
+    Case(
+        "mode-number",
+        cc(cudagraph_mode=7),
+        r"cudagraph_mode: Input should be 0, 1, 2, \(2, 0\) or \(2, 1\)",
+        by_vllm=True,
+    ),
     # --- target and environment
-    Case("target-unknown", env={"VLLM_NPU_GRAPH_TARGET": "bogus"}, fresh_process=True,
-         expect=r"^VLLM_NPU_GRAPH_TARGET='bogus' is not a known target; set it to one of: auto, npu, host\.$"),
-    Case("target-npu-without-npu", env={"VLLM_NPU_GRAPH_TARGET": "npu"}, fresh_process=True,
-         expect=r"^VLLM_NPU_GRAPH_TARGET=npu but no Ascend NPU is usable here: .*set VLLM_NPU_GRAPH_TARGET=host"),
-    Case("env-misspelt-strict", dict(fail_on_environ_validation=True), env={"VLLM_NPU_GRAPH_TARGTE": "host"},
-         expect=r"^Unknown vllm-npu-graph environment variable VLLM_NPU_GRAPH_TARGTE; valid ones: VLLM_NPU_GRAPH_TARGET, "),
+    Case(
+        "target-unknown",
+        env={"VLLM_NPU_GRAPH_TARGET": "bogus"},
+        fresh_process=True,
+        expect=r"^VLLM_NPU_GRAPH_TARGET='bogus' is not a known target; set it to one of: auto, npu, host\.$",
+    ),
+    Case(
+        "target-npu-without-npu",
+        env={"VLLM_NPU_GRAPH_TARGET": "npu"},
+        fresh_process=True,
+        expect=r"^VLLM_NPU_GRAPH_TARGET=npu but no Ascend NPU is usable here: .*set VLLM_NPU_GRAPH_TARGET=host",
+    ),
+    Case(
+        "env-misspelt-strict",
+        dict(fail_on_environ_validation=True),
+        env={"VLLM_NPU_GRAPH_TARGTE": "host"},
+        expect=r"^Unknown vllm-npu-graph environment variable VLLM_NPU_GRAPH_TARGTE; valid ones: VLLM_NPU_GRAPH_TARGET, ",
+    ),
     # --- model and vLLM features
-    Case("architecture-unsupported", model="gpt2",
-         expect=r"vllm-npu-graph does not support the architecture 'GPT2LMHeadModel'; supported: LlamaForCausalLM, .*"
-                r"Serve this model with another platform \(unset VLLM_NPU_GRAPH_TARGET\)\."),
-    Case("dtype-unknown", dict(dtype="float64"), r"dtype\.literal\[.*\]: Input should be 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32'", by_vllm=True),
-    Case("kv-cache-dtype-fp8", dict(kv_cache_dtype="fp8"),
-         r"^Value error, kv_cache_dtype must be auto \(the model's dtype\) on vllm-npu-graph, got 'fp8'; drop --kv-cache-dtype\.$"),
-    Case("lora", dict(enable_lora=True), r"^Value error, LoRA is not supported by vllm-npu-graph yet; drop --enable-lora\.$"),
+    Case(
+        "architecture-unsupported",
+        model="gpt2",
+        expect=r"vllm-npu-graph does not support the architecture 'GPT2LMHeadModel'; supported: LlamaForCausalLM, .*"
+        r"Serve this model with another platform \(unset VLLM_NPU_GRAPH_TARGET\)\.",
+    ),
+    Case(
+        "dtype-unknown",
+        dict(dtype="float64"),
+        r"dtype\.literal\[.*\]: Input should be 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32'",
+        by_vllm=True,
+    ),
+    Case(
+        "kv-cache-dtype-fp8",
+        dict(kv_cache_dtype="fp8"),
+        r"^Value error, kv_cache_dtype must be auto \(the model's dtype\) on vllm-npu-graph, got 'fp8'; drop --kv-cache-dtype\.$",
+    ),
+    Case(
+        "lora",
+        dict(enable_lora=True),
+        r"^Value error, LoRA is not supported by vllm-npu-graph yet; drop --enable-lora\.$",
+    ),
     # --- accepted neighbours
-    Case("ok-defaults", expect=r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes " + re.escape(DEFAULT_SIZES) + "$",
-         note="vLLM's default mode (FULL_AND_PIECEWISE) maps to FULL_DECODE_ONLY, logged"),
-    Case("ok-sizes", cc(cudagraph_capture_sizes=[1, 2, 4]), r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes \[1, 2, 4\]$"),
+    Case(
+        "ok-defaults",
+        expect=r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes " + re.escape(DEFAULT_SIZES) + "$",
+        note="vLLM's default mode (FULL_AND_PIECEWISE) maps to FULL_DECODE_ONLY, logged",
+    ),
+    Case(
+        "ok-sizes",
+        cc(cudagraph_capture_sizes=[1, 2, 4]),
+        r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes \[1, 2, 4\]$",
+    ),
     Case("ok-sizes-unsorted", cc(cudagraph_capture_sizes=[4, 1, 2]), r"^accepted: .*; capture sizes \[1, 2, 4\]$"),
-    Case("ok-sizes-integral-float", cc(cudagraph_capture_sizes=[4.0]), r"^accepted: .*; capture sizes \[4\]$", note=VLLM_CONVERTS),
-    Case("ok-sizes-numeric-string", cc(cudagraph_capture_sizes=["4"]), r"^accepted: .*; capture sizes \[4\]$", note=VLLM_CONVERTS),
-    Case("ok-sizes-at-max-num-batched-tokens", cc(cudagraph_capture_sizes=[1, 2048]), r"^accepted: .*; capture sizes \[1\]$",
-         note="sizes above max_num_seqs (128) serve no decode batch: dropped, logged"),
+    Case(
+        "ok-sizes-integral-float",
+        cc(cudagraph_capture_sizes=[4.0]),
+        r"^accepted: .*; capture sizes \[4\]$",
+        note=VLLM_CONVERTS,
+    ),
+    Case(
+        "ok-sizes-numeric-string",
+        cc(cudagraph_capture_sizes=["4"]),
+        r"^accepted: .*; capture sizes \[4\]$",
+        note=VLLM_CONVERTS,
+    ),
+    Case(
+        "ok-sizes-at-max-num-batched-tokens",
+        cc(cudagraph_capture_sizes=[1, 2048]),
+        r"^accepted: .*; capture sizes \[1\]$",
+        note="sizes above max_num_seqs (128) serve no decode batch: dropped, logged",
+    ),
     Case("ok-max-capture-size", cc(max_cudagraph_capture_size=8), r"^accepted: .*; capture sizes \[1, 2, 4, 8\]$"),
-    Case("ok-mode-full-decode-only", cc(cudagraph_mode="FULL_DECODE_ONLY"), r"^accepted: cudagraph_mode FULL_DECODE_ONLY;"),
-    Case("ok-mode-none", cc(cudagraph_mode="NONE", cudagraph_capture_sizes=[1, 2]), r"^accepted: cudagraph_mode NONE; capture sizes \[\]$"),
-    Case("ok-mode-default-at-o1", dict(optimization_level=1), r"^accepted: cudagraph_mode FULL_DECODE_ONLY;",
-         note="vLLM's -O1 default (PIECEWISE) maps to FULL_DECODE_ONLY, logged"),
-    Case("ok-eager-with-full", dict(enforce_eager=True, **cc(cudagraph_mode="FULL")), r"^accepted: cudagraph_mode NONE; capture sizes \[\]$",
-         note="--enforce-eager turns graphs off (vLLM, logged) before the mode is checked"),
-    Case("ok-eager-ignores-sizes", dict(enforce_eager=True, **cc(cudagraph_capture_sizes=[0])),
-         r"^accepted: cudagraph_mode NONE; capture sizes \[\]$", note="no graphs: vLLM ignores and clears the sizes"),
+    Case(
+        "ok-mode-full-decode-only",
+        cc(cudagraph_mode="FULL_DECODE_ONLY"),
+        r"^accepted: cudagraph_mode FULL_DECODE_ONLY;",
+    ),
+    Case(
+        "ok-mode-none",
+        cc(cudagraph_mode="NONE", cudagraph_capture_sizes=[1, 2]),
+        r"^accepted: cudagraph_mode NONE; capture sizes \[\]$",
+    ),
+    Case(
+        "ok-mode-default-at-o1",
+        dict(optimization_level=1),
+        r"^accepted: cudagraph_mode FULL_DECODE_ONLY;",
+        note="vLLM's -O1 default (PIECEWISE) maps to FULL_DECODE_ONLY, logged",
+    ),
+    Case(
+        "ok-eager-with-full",
+        dict(enforce_eager=True, **cc(cudagraph_mode="FULL")),
+        r"^accepted: cudagraph_mode NONE; capture sizes \[\]$",
+        note="--enforce-eager turns graphs off (vLLM, logged) before the mode is checked",
+    ),
+    Case(
+        "ok-eager-ignores-sizes",
+        dict(enforce_eager=True, **cc(cudagraph_capture_sizes=[0])),
+        r"^accepted: cudagraph_mode NONE; capture sizes \[\]$",
+        note="no graphs: vLLM ignores and clears the sizes",
+    ),
     Case("ok-max-graph-sizes-1", npu_graph(max_graph_sizes=1), r"^accepted: .*; capture sizes \[128\]$"),
     Case("ok-max-graph-sizes-2", npu_graph(max_graph_sizes=2), r"^accepted: .*; capture sizes \[1, 128\]$"),
-    Case("ok-options", npu_graph(host_kv_cache_gib=2, host_threads=0, kernels="reference", passes={"swiglu": False}),
-         r"^accepted: "),
+    Case(
+        "ok-options",
+        npu_graph(host_kv_cache_gib=2, host_threads=0, kernels="reference", passes={"swiglu": False}),
+        r"^accepted: ",
+    ),
     Case("ok-dump-dir", npu_graph(dump_graph_dir=WRITABLE_DUMP_DIR), r"^accepted: "),
     Case("ok-target-upper-case", env={"VLLM_NPU_GRAPH_TARGET": "HOST"}, fresh_process=True, expect=r"^accepted: "),
 ]
@@ -242,8 +441,13 @@ def outcome(case_id: str) -> tuple[str, str]:
 
 
 def fresh_process_outcome(kwargs: dict, env: dict) -> tuple[str, str]:
-    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, json.dumps(kwargs)], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, json.dumps(kwargs)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode == 0:
         mode, sizes = json.loads(proc.stdout.strip().splitlines()[-1].removeprefix("ACCEPTED "))
         return "", f"accepted: cudagraph_mode {mode}; capture sizes {sizes}"
@@ -277,11 +481,18 @@ def render_table() -> str:
     ]
     for case in CASES:
         raised, message = outcome(case.id)
-        given = ", ".join([f"{k}={json.dumps(v)}" for k, v in case.kwargs.items()]
-                          + [f"env {k}={v}" for k, v in case.env.items()]
-                          + ([f"model={case.model}"] if case.model != "llama" else [])) or "(defaults)"
+        given = (
+            ", ".join(
+                [f"{k}={json.dumps(v)}" for k, v in case.kwargs.items()]
+                + [f"env {k}={v}" for k, v in case.env.items()]
+                + ([f"model={case.model}"] if case.model != "llama" else [])
+            )
+            or "(defaults)"
+        )
         by = ("vLLM" if case.by_vllm else "plugin") if raised else "(accepted)"
-        rows.append(f"| {case.id} | `{cell(given)}` | {by} | {cell(raised) or '-'} | {cell(message)} | {cell(case.note)} |")
+        rows.append(
+            f"| {case.id} | `{cell(given)}` | {by} | {cell(raised) or '-'} | {cell(message)} | {cell(case.note)} |"
+        )
     return "\n".join(rows) + "\n"
 
 

@@ -34,7 +34,9 @@ def tiny_model(default_model):
     """tiny_model(arch) -> folder of a seeded random model, built once per cache."""
 
     def build(arch: str) -> Path:
-        return build_tiny_model(arch, cache_dir() / "models" / f"tiny-{arch}-seed0", seed=0, tokenizer_from=default_model)
+        return build_tiny_model(
+            arch, cache_dir() / "models" / f"tiny-{arch}-seed0", seed=0, tokenizer_from=default_model
+        )
 
     return build
 

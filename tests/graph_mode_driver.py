@@ -26,9 +26,10 @@ MODES = {
     "triton-graph": dict(additional_config=TRITON, compilation_config={"cudagraph_capture_sizes": [1, 2, 3]}),
     # One captured size: larger batches run the compiled graph eagerly (and a graph first
     # traced at one token must not be specialised to it).
-    "passes": dict(compilation_config={"cudagraph_capture_sizes": [1]},
-                   additional_config={"npu_graph": {"kernels": "reference",
-                                                    "passes": dict.fromkeys(PASS_NAMES, True)}}),
+    "passes": dict(
+        compilation_config={"cudagraph_capture_sizes": [1]},
+        additional_config={"npu_graph": {"kernels": "reference", "passes": dict.fromkeys(PASS_NAMES, True)}},
+    ),
 }
 LENGTHS = {"long": [1490, 700, 30], "mid": [700, 30]}
 
@@ -51,8 +52,14 @@ if __name__ == "__main__":
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cold, "inductor")
     specs = sys.argv[3].split(",")
     max_tokens = int(sys.argv[4])
-    llm = make_llm(model, max_num_seqs=32, max_model_len=2048, max_num_batched_tokens=512,
-                   enable_prefix_caching=True, **MODES[mode])
+    llm = make_llm(
+        model,
+        max_num_seqs=32,
+        max_model_len=2048,
+        max_num_batched_tokens=512,
+        enable_prefix_caching=True,
+        **MODES[mode],
+    )
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 

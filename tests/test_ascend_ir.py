@@ -21,8 +21,14 @@ def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("ascend-ir") / "result.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRITON_")}  # no interpreter there
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([str(PYTHON), "-m", "vllm_npu_graph.ascend_ir", "--json", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(PYTHON), "-m", "vllm_npu_graph.ascend_ir", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert out.exists(), f"the check did not finish (rc {proc.returncode}):\n{tail}"
     data = json.loads(out.read_text())
@@ -38,12 +44,29 @@ def test_every_kernel_specialisation_lowers(result):
 def test_check_covers_every_kernel_and_the_shape_range(result):
     rows = result["rows"]
     kernels = {r["kernel"] for r in rows}
-    assert {"_decode_kernel", "_decode_reduce_kernel", "_prefill_kernel", "_kv_write_kernel", "_rms_norm_kernel",
-            "_swiglu_kernel", "_qkv_rope_kernel"} <= kernels
+    assert {
+        "_decode_kernel",
+        "_decode_reduce_kernel",
+        "_prefill_kernel",
+        "_kv_write_kernel",
+        "_rms_norm_kernel",
+        "_swiglu_kernel",
+        "_qkv_rope_kernel",
+    } <= kernels
     assert not [f for f in result["failures"] if "never launched" in f], result["failures"]
     decode = [r["spec"] for r in rows if r["kernel"] == "_decode_kernel"]
-    for needle in ("D=64 ", "D=96 ", "D=128 ", "GROUP=1 ", "GROUP=4 ", "GROUP=8 ", "BLOCK=16 ", "BLOCK=128 ",
-                   "SPLITS=1 ", "SPLITS=8 "):
+    for needle in (
+        "D=64 ",
+        "D=96 ",
+        "D=128 ",
+        "GROUP=1 ",
+        "GROUP=4 ",
+        "GROUP=8 ",
+        "BLOCK=16 ",
+        "BLOCK=128 ",
+        "SPLITS=1 ",
+        "SPLITS=8 ",
+    ):
         assert any(needle in s + " " for s in decode), f"no decode specialisation with {needle.strip()}"
     assert {r["spec"].split("SPLITS=")[1].split()[0] for r in rows if r["kernel"] == "_decode_kernel"} > {"1"}
     assert any(sig.endswith("bf16") for r in rows for sig in r["from"])

@@ -27,7 +27,8 @@ def test_valid_neighbours_are_accepted(case):
 
 def test_the_committed_table_holds_the_messages_the_cases_produce_now():
     assert TABLE.read_text() == render_table(), (
-        "tests/bad_input_table.md is stale: run `PYTHONPATH=. VLLM_NPU_GRAPH_TARGET=host python tests/bad_input_cases.py`")
+        "tests/bad_input_table.md is stale: run `PYTHONPATH=. VLLM_NPU_GRAPH_TARGET=host python tests/bad_input_cases.py`"
+    )
 
 
 def test_default_mode_maps_to_decode_graphs_with_a_log_line(tiny_model):
@@ -49,6 +50,10 @@ def test_default_mode_maps_to_decode_graphs_with_a_log_line(tiny_model):
 def test_valid_config_wires_our_worker(tiny_model):
     from vllm.engine.arg_utils import EngineArgs
 
-    config = EngineArgs(model=str(tiny_model("llama")), dtype="float32", max_model_len=256,
-                        additional_config={"npu_graph": {"host_kv_cache_gib": 0.5}}).create_engine_config()
+    config = EngineArgs(
+        model=str(tiny_model("llama")),
+        dtype="float32",
+        max_model_len=256,
+        additional_config={"npu_graph": {"host_kv_cache_gib": 0.5}},
+    ).create_engine_config()
     assert config.parallel_config.worker_cls == "vllm_npu_graph.worker.worker.NPUGraphWorker"

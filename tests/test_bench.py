@@ -23,8 +23,20 @@ MODES = ["eager", "peer"]
 @pytest.fixture(scope="module")
 def dry_run(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "run"
-    cmd = [sys.executable, "-m", "vllm_npu_graph.cli", "bench", "--model", str(tiny_model("llama")), "--dry-run",
-           "--modes", ",".join(MODES), "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm_npu_graph.cli",
+        "bench",
+        "--model",
+        str(tiny_model("llama")),
+        "--dry-run",
+        "--modes",
+        ",".join(MODES),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, json.loads((out / "results.json").read_text())
@@ -69,7 +81,13 @@ def test_peer_is_vllms_own_cpu_platform(dry_run):
 def test_report_has_every_mode_and_both_references(dry_run):
     out, _ = dry_run
     text = (out / "report.md").read_text()
-    for section in ("## Offline decode", "## Offline prefill", "## Serving", "## Start-up and memory", "## Greedy outputs"):
+    for section in (
+        "## Offline decode",
+        "## Offline prefill",
+        "## Serving",
+        "## Start-up and memory",
+        "## Greedy outputs",
+    ):
         assert section in text
         table = text.split(section, 1)[1].split("\n## ", 1)[0]
         for mode in MODES:
@@ -81,25 +99,48 @@ def test_report_has_every_mode_and_both_references(dry_run):
 
 def _summary(tokens_graph):
     entry = lambda tok_s, tokens: {  # noqa: E731
-        "description": "", "status": "ok", "repeats": {}, "prefill": {}, "online": {}, "startup": {},
+        "description": "",
+        "status": "ok",
+        "repeats": {},
+        "prefill": {},
+        "online": {},
+        "startup": {},
         "decode": {"1": {"tok_s": tok_s, "tpot_ms": 1000 / tok_s}},
-        "greedy": {"tokens": tokens, "matches_eager": tokens == [[1, 2, 3]],
-                   "first_mismatch_vs_eager": None if tokens == [[1, 2, 3]] else [0, 2], "same_every_repeat": True}}
+        "greedy": {
+            "tokens": tokens,
+            "matches_eager": tokens == [[1, 2, 3]],
+            "first_mismatch_vs_eager": None if tokens == [[1, 2, 3]] else [0, 2],
+            "same_every_repeat": True,
+        },
+    }
     return {"eager": entry(10.0, [[1, 2, 3]]), "graph": entry(5.0, tokens_graph), "peer": entry(20.0, [[1, 2, 3]])}
 
 
 def _results(summary):
-    return {"settings": {"model": "/m/x", "preset": "full", "engine_args": {}, "thread_env": {}, "seed": 0,
-                         "sizes": {"repeats": 3, "decode_prompt_len": 32, "decode_new_tokens": 32}},
-            "machine": {"npu": None, "cpu_model": "c", "usable_cpus": 2, "cores": 2, "memory_gib": 1, "os": "x"},
-            "versions": {"vllm": "v", "vllm_distribution": "d", "torch": "t", "plugin": "p", "triton": "tr"},
-            "created": "now", "command": "vllm-npu-graph bench", "summary": summary}
+    return {
+        "settings": {
+            "model": "/m/x",
+            "preset": "full",
+            "engine_args": {},
+            "thread_env": {},
+            "seed": 0,
+            "sizes": {"repeats": 3, "decode_prompt_len": 32, "decode_new_tokens": 32},
+        },
+        "machine": {"npu": None, "cpu_model": "c", "usable_cpus": 2, "cores": 2, "memory_gib": 1, "os": "x"},
+        "versions": {"vllm": "v", "vllm_distribution": "d", "torch": "t", "plugin": "p", "triton": "tr"},
+        "created": "now",
+        "command": "vllm-npu-graph bench",
+        "summary": summary,
+    }
 
 
 def test_report_ratios_and_a_losing_graph_mode_shown():
     text = report.render(_results(_summary([[1, 2, 3]])))
     row = next(line for line in text.splitlines() if line.startswith("| graph | 5.0 |"))
-    assert [c.strip() for c in row.split("|")[3:5]] == ["0.50x", "0.25x"]  # vs eager, vs peer: slower, and shown as such
+    assert [c.strip() for c in row.split("|")[3:5]] == [
+        "0.50x",
+        "0.25x",
+    ]  # vs eager, vs peer: slower, and shown as such
     assert "`graph` vs `eager`: decode throughput 0.50x" in text
     assert "Greedy outputs differ" not in text
 
@@ -112,7 +153,8 @@ def test_report_flags_tokens_that_differ_from_eager():
 
 def test_modes_change_only_what_defines_them():
     eager, graph, no_swiglu, plus_attention, peer = build_modes(
-        ["eager", "graph", "graph-no-swiglu", "graph+attention", "peer"], on_npu=False)
+        ["eager", "graph", "graph-no-swiglu", "graph+attention", "peer"], on_npu=False
+    )
     assert eager.engine_args == {"enforce_eager": True} and graph.engine_args == {}
     assert {m.env["VLLM_NPU_GRAPH_TARGET"] for m in (eager, graph, no_swiglu)} == {"host"}
     assert no_swiglu.engine_args["additional_config"]["npu_graph"]["passes"] == {"swiglu": False}
@@ -130,7 +172,20 @@ def test_npu_host_without_vllm_ascend_skips_the_peer_with_a_note():
 
 
 def test_server_flags_mirror_engine_args():
-    flags = server_flags({"model": "m", "enforce_eager": True, "enable_prefix_caching": False, "max_model_len": 64,
-                          "additional_config": {"npu_graph": {"passes": {"swiglu": True}}}})
-    assert flags == ["--enforce-eager", "--no-enable-prefix-caching", "--max-model-len", "64",
-                     "--additional-config", '{"npu_graph": {"passes": {"swiglu": true}}}']
+    flags = server_flags(
+        {
+            "model": "m",
+            "enforce_eager": True,
+            "enable_prefix_caching": False,
+            "max_model_len": 64,
+            "additional_config": {"npu_graph": {"passes": {"swiglu": True}}},
+        }
+    )
+    assert flags == [
+        "--enforce-eager",
+        "--no-enable-prefix-caching",
+        "--max-model-len",
+        "64",
+        "--additional-config",
+        '{"npu_graph": {"passes": {"swiglu": true}}}',
+    ]

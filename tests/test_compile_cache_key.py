@@ -25,8 +25,9 @@ def vllm_config(tiny_model):
     """The engine config `vllm serve` builds for the tiny model (no engine started)."""
     from vllm_npu_graph.compilation import warmup
 
-    _, serve_args = warmup.parse(["--model", str(tiny_model("qwen3")), "--dtype", "float32",
-                                  "--max-model-len", "512", "--max-num-seqs", "4"])
+    _, serve_args = warmup.parse(
+        ["--model", str(tiny_model("qwen3")), "--dtype", "float32", "--max-model-len", "512", "--max-num-seqs", "4"]
+    )
     return warmup.engine_config(serve_args)
 
 
@@ -57,12 +58,15 @@ def test_key_is_stable_and_the_store_hits(tmp_path, vllm_config, base):
     assert cache.lookup(cache_key.digest(components), ARTIFACT) is not None
 
 
-@pytest.mark.parametrize("change,expected", [
-    ("pass_option", "pass_options"),
-    ("kernels", "kernels"),
-    ("capture_size", "capture_sizes"),
-    ("kernel_source", "source.kernels (kernels/fused_triton.py)"),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ("pass_option", "pass_options"),
+        ("kernels", "kernels"),
+        ("capture_size", "capture_sizes"),
+        ("kernel_source", "source.kernels (kernels/fused_triton.py)"),
+    ],
+)
 def test_one_changed_component_is_a_miss_naming_it(tmp_path, monkeypatch, vllm_config, base, change, expected):
     components, sources = base
     cache = stored(tmp_path, components, sources)
@@ -128,8 +132,10 @@ def test_concurrent_writers_leave_one_valid_entry(tmp_path, base):
     components, sources = base
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_race, args=(tmp_path / "cache", components, sources, bytes([i]) * 65536, barrier))
-             for i in range(4)]
+    procs = [
+        ctx.Process(target=_race, args=(tmp_path / "cache", components, sources, bytes([i]) * 65536, barrier))
+        for i in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -151,8 +157,9 @@ def test_unwritable_folder_warns_and_caches_nothing(tmp_path, base, caplog):
     blocker.write_text("not a folder")
     cache = CompileCache(blocker / "cache")  # can't be created, even by root
     with caplog.at_level(logging.WARNING):
-        assert not cache.store(cache_key.digest(components), ARTIFACT, components, sources,
-                               lambda p: open(p, "wb").close() or True, {})
+        assert not cache.store(
+            cache_key.digest(components), ARTIFACT, components, sources, lambda p: open(p, "wb").close() or True, {}
+        )
     assert "not writable" in caplog.text
     assert cache.lookup(cache_key.digest(components), ARTIFACT) is None
     assert not cache.status(components, sources)["warm"]

@@ -48,8 +48,11 @@ FAULT_VARS = (envs.FAIL_CAPTURE_SIZES, envs.FAIL_COMPILE, envs.FAIL_STEP)
 
 def run_driver(model, mode: str, **env_overrides) -> tuple[dict, str]:
     env = {k: v for k, v in os.environ.items() if k not in FAULT_VARS}
-    env.update(VLLM_NPU_GRAPH_TARGET="host", PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
-               **env_overrides)
+    env.update(
+        VLLM_NPU_GRAPH_TARGET="host",
+        PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
+        **env_overrides,
+    )
     cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, BATCHES, "12"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
@@ -81,14 +84,24 @@ def out_of_memory(model):
 @pytest.fixture(scope="module")
 def compile_failed(model, tmp_path_factory):
     cold = tmp_path_factory.mktemp("cold_caches")  # a cached artifact would skip the compile
-    return run_driver(model, "graph", **{envs.FAIL_COMPILE: "1", "VLLM_CACHE_ROOT": str(cold / "vllm"),
-                                        "TORCHINDUCTOR_CACHE_DIR": str(cold / "inductor")})
+    return run_driver(
+        model,
+        "graph",
+        **{
+            envs.FAIL_COMPILE: "1",
+            "VLLM_CACHE_ROOT": str(cold / "vllm"),
+            "TORCHINDUCTOR_CACHE_DIR": str(cold / "inductor"),
+        },
+    )
 
 
 def test_failed_compile_serves_the_uncompiled_decoder_with_the_reason_logged(compile_failed, eager):
     tokens, log = compile_failed
-    assert re.search(r"compiling the decoder for token range .* failed \(RuntimeError: failure injected by "
-                     rf"{envs.FAIL_COMPILE}\); that range runs the uncompiled graph eagerly", log), log[-4000:]
+    assert re.search(
+        r"compiling the decoder for token range .* failed \(RuntimeError: failure injected by "
+        rf"{envs.FAIL_COMPILE}\); that range runs the uncompiled graph eagerly",
+        log,
+    ), log[-4000:]
     assert "compiled the whole decoder as one graph" not in log
     assert tokens == eager[0]
 
@@ -97,9 +110,12 @@ def test_out_of_memory_at_capture_falls_back_from_that_size_up(out_of_memory, ea
     tokens, log = out_of_memory
     failed = [s for s in (1, 2, 4, 8, 16) if s >= OOM_FROM]
     for size in failed:
-        assert re.search(r"capture failed \(out of memory \(OutOfMemoryError: out of memory injected by "
-                         rf"{envs.FAIL_CAPTURE_SIZES}=oom:{OOM_FROM}\): leave more memory for graphs .*\) for "
-                         rf"size {size}; this size runs eagerly", log), (size, log[-4000:])
+        assert re.search(
+            r"capture failed \(out of memory \(OutOfMemoryError: out of memory injected by "
+            rf"{envs.FAIL_CAPTURE_SIZES}=oom:{OOM_FROM}\): leave more memory for graphs .*\) for "
+            rf"size {size}; this size runs eagerly",
+            log,
+        ), (size, log[-4000:])
     assert "captured 2 graph(s) [1, 2]" in log
     assert f"failed sizes (eager): {failed}" in log
     summary = next(line for line in log.splitlines() if "eager-fallback summary" in line)
@@ -235,8 +251,9 @@ BOUND_S = 60  # no request, stream or health check may take longer
 
 
 def post(body: dict) -> urllib.request.Request:
-    return urllib.request.Request(f"{BASE}/v1/completions", json.dumps({"model": "tiny", **body}).encode(),
-                                  {"Content-Type": "application/json"})
+    return urllib.request.Request(
+        f"{BASE}/v1/completions", json.dumps({"model": "tiny", **body}).encode(), {"Content-Type": "application/json"}
+    )
 
 
 def health() -> int | str:
@@ -262,7 +279,7 @@ def streaming(result: dict, first_chunk: threading.Event) -> None:
                 line = raw.decode().strip()
                 if not line.startswith("data: "):
                     continue
-                data = line[len("data: "):]
+                data = line[len("data: ") :]
                 if data == "[DONE]":
                     result["done"] = True
                     continue
@@ -291,9 +308,24 @@ def test_engine_core_crash_mid_request_is_reported_and_nothing_hangs(model, tmp_
     vllm = Path(sys.executable).parent / "vllm"
     env = {k: v for k, v in os.environ.items() if k not in FAULT_VARS}
     env.update(VLLM_NPU_GRAPH_TARGET="host", **{envs.FAIL_STEP: str(FAIL_STEP)})
-    cmd = [str(vllm), "serve", str(model), "--port", str(PORT), "--dtype", "float32", "--enforce-eager",
-           "--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "tiny",
-           "--kv-cache-memory-bytes", str(64 << 20)]
+    cmd = [
+        str(vllm),
+        "serve",
+        str(model),
+        "--port",
+        str(PORT),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "512",
+        "--max-num-seqs",
+        "4",
+        "--served-model-name",
+        "tiny",
+        "--kv-cache-memory-bytes",
+        str(64 << 20),
+    ]
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -327,5 +359,19 @@ def test_engine_core_crash_mid_request_is_reported_and_nothing_hangs(model, tmp_
     assert plain.get("status", 0) >= 500 or plain.get("broken"), plain
     assert after.get("status", 0) >= 500 or after.get("broken"), after
     assert state != 200, "/health still said 200 after the engine core died"
-    print("stream:", {k: v for k, v in stream.items() if k != "events"}, "events:", len(stream["events"]), "last:", stream["events"][-1:],
-          "| plain:", plain, "| after:", after, "| health:", state, "| exit code:", exited)
+    print(
+        "stream:",
+        {k: v for k, v in stream.items() if k != "events"},
+        "events:",
+        len(stream["events"]),
+        "last:",
+        stream["events"][-1:],
+        "| plain:",
+        plain,
+        "| after:",
+        after,
+        "| health:",
+        state,
+        "| exit code:",
+        exited,
+    )

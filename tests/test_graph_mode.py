@@ -23,9 +23,13 @@ BATCHES = "1,2,3,5,8,13,16,24,long"
 def run_driver(model, mode: str, batches: str = BATCHES, max_tokens: int = 12) -> tuple[dict, str]:
     # A fresh compile cache of our own: the checks read the compile's log lines, which a
     # warm cache (an earlier run of the same code) would replace by a load.
-    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host", VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES=str(FAILED_SIZE),
-               VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=tempfile.mkdtemp(prefix="graph_mode_compile_cache_"),
-               PYTHONPATH=str(HERE))
+    env = dict(
+        os.environ,
+        VLLM_NPU_GRAPH_TARGET="host",
+        VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES=str(FAILED_SIZE),
+        VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=tempfile.mkdtemp(prefix="graph_mode_compile_cache_"),
+        PYTHONPATH=str(HERE),
+    )
     cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, batches, str(max_tokens)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
@@ -65,7 +69,10 @@ def test_decode_graphs_captured_and_fallbacks_logged(runs):
     assert "capture sizes on the host target: 5 of 5 kept (limit 16): [1, 2, 4, 8, 16]; worst-case padding 78%" in log
     assert "captured 4 graph(s) [1, 2, 8, 16]" in log
     assert "captured size 16 (decode, 16 requests)" in log
-    assert f"capture failed (RuntimeError: failure injected by VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES) for size {FAILED_SIZE}" in log
+    assert (
+        f"capture failed (RuntimeError: failure injected by VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES) for size {FAILED_SIZE}"
+        in log
+    )
     summary = next(l for l in log.splitlines() if "eager-fallback summary" in l)
     assert "decode batch of more than 16 tokens" in summary
     assert "a prefill or mixed batch" in summary

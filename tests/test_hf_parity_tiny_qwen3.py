@@ -40,10 +40,16 @@ def test_seeded_sampling_across_prefill_chunks(llm, qwen3):
     lead, long = prompts_of_lengths(qwen3, [127, 400])
     seeded = SamplingParams(temperature=1.0, seed=1234, max_tokens=16, ignore_eos=True)
     alone = llm.generate([TokensPrompt(prompt_token_ids=long)], seeded, use_tqdm=False)
-    behind = llm.generate([TokensPrompt(prompt_token_ids=lead), TokensPrompt(prompt_token_ids=long)],
-                          [SamplingParams(temperature=0.0, max_tokens=4), seeded], use_tqdm=False)
-    other_seed = llm.generate([TokensPrompt(prompt_token_ids=long)], SamplingParams(
-        temperature=1.0, seed=4321, max_tokens=16, ignore_eos=True), use_tqdm=False)
+    behind = llm.generate(
+        [TokensPrompt(prompt_token_ids=lead), TokensPrompt(prompt_token_ids=long)],
+        [SamplingParams(temperature=0.0, max_tokens=4), seeded],
+        use_tqdm=False,
+    )
+    other_seed = llm.generate(
+        [TokensPrompt(prompt_token_ids=long)],
+        SamplingParams(temperature=1.0, seed=4321, max_tokens=16, ignore_eos=True),
+        use_tqdm=False,
+    )
     tokens = list(alone[0].outputs[0].token_ids)
     assert list(behind[1].outputs[0].token_ids) == tokens
     assert list(other_seed[0].outputs[0].token_ids) != tokens  # the seed does steer sampling

@@ -31,8 +31,13 @@ class Meta:
 
 
 def context(meta, mode=CUDAGraphMode.FULL, desc=None):
-    return ForwardContext(no_compile_layers={}, attn_metadata={"layer.0": meta, "layer.1": meta},
-                          slot_mapping={}, cudagraph_runtime_mode=mode, batch_descriptor=desc)
+    return ForwardContext(
+        no_compile_layers={},
+        attn_metadata={"layer.0": meta, "layer.1": meta},
+        slot_mapping={},
+        cudagraph_runtime_mode=mode,
+        batch_descriptor=desc,
+    )
 
 
 def reads_max_seq_len(x):
@@ -190,9 +195,16 @@ def test_a_decode_graph_captured_short_replays_long_contexts_like_eager(kernels)
         def metadata(lens, qlens):
             qsl_buf.copy_(torch.tensor([0, qlens[0], qlens[0] + qlens[1]]))
             lens_buf.copy_(torch.tensor(lens))
-            return NPUGraphAttentionMetadata(num_actual_tokens=sum(qlens), max_query_len=1, max_seq_len=max(lens),
-                                             decode_only=True, query_start_loc=qsl_buf, seq_lens=lens_buf,
-                                             block_table=table, slot_mapping=torch.full((2,), -1))
+            return NPUGraphAttentionMetadata(
+                num_actual_tokens=sum(qlens),
+                max_query_len=1,
+                max_seq_len=max(lens),
+                decode_only=True,
+                query_start_loc=qsl_buf,
+                seq_lens=lens_buf,
+                block_table=table,
+                slot_mapping=torch.full((2,), -1),
+            )
 
         def step(x):
             return impl.attend(x, kv, get_forward_context().attn_metadata["layer.0"], out_buf)

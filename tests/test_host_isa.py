@@ -24,8 +24,15 @@ AVX512 = {**AVX2, "avx512_f": True}
 AVX512_BF16 = {**AVX512, "avx512_bf16": True}
 
 
-@pytest.mark.parametrize("caps, tier", [(AVX2, "avx2"), (AVX512, "avx512"), (AVX512_BF16, "avx512_bf16"),
-                                        ({**AVX512_BF16, "amx_tile": True}, "avx512_bf16")])
+@pytest.mark.parametrize(
+    "caps, tier",
+    [
+        (AVX2, "avx2"),
+        (AVX512, "avx512"),
+        (AVX512_BF16, "avx512_bf16"),
+        ({**AVX512_BF16, "amx_tile": True}, "avx512_bf16"),
+    ],
+)
 def test_each_cpu_gets_the_vllm_build_it_can_run(caps, tier):
     isa = host_isa.resolve(caps, "x86_64", "auto")
     assert (isa.tier, isa.forced) == (tier, False)
@@ -45,13 +52,16 @@ def test_a_lower_tier_can_be_forced_and_holds_aten_and_inductor_to_it(monkeypatc
     assert os.environ["TORCHINDUCTOR_CPP_MARCH"] == "x86-64-v3"
 
 
-@pytest.mark.parametrize("caps, machine, wanted, message", [
-    ({"avx2": True}, "x86_64", "auto", "needs an x86-64 CPU with AVX2 and FMA .*; this CPU lacks fma3"),
-    ({"avx": True}, "x86_64", "auto", "this CPU lacks avx2, fma3"),
-    (AVX2, "x86_64", "avx512", "HOST_ISA=avx512 but this CPU lacks avx512_f; set one of: auto, avx2"),
-    (AVX512, "x86_64", "avx512_bf16", "lacks avx512_bf16; set one of: auto, avx2, avx512"),
-    ({}, "aarch64", "avx2", "names an x86-64 tier, but this CPU is aarch64"),
-])
+@pytest.mark.parametrize(
+    "caps, machine, wanted, message",
+    [
+        ({"avx2": True}, "x86_64", "auto", "needs an x86-64 CPU with AVX2 and FMA .*; this CPU lacks fma3"),
+        ({"avx": True}, "x86_64", "auto", "this CPU lacks avx2, fma3"),
+        (AVX2, "x86_64", "avx512", "HOST_ISA=avx512 but this CPU lacks avx512_f; set one of: auto, avx2"),
+        (AVX512, "x86_64", "avx512_bf16", "lacks avx512_bf16; set one of: auto, avx2, avx512"),
+        ({}, "aarch64", "avx2", "names an x86-64 tier, but this CPU is aarch64"),
+    ],
+)
 def test_a_cpu_that_cant_run_the_tier_is_named_with_what_it_lacks(caps, machine, wanted, message):
     with pytest.raises(host_isa.HostISAError, match=message):
         host_isa.resolve(caps, machine, wanted)
@@ -99,8 +109,13 @@ def test_our_cpp_op_built_for_each_tier_equals_f_linear(tier):
 
 
 def run_forced_avx2(model, mode: str, batches: str) -> tuple[dict, str]:
-    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host", VLLM_NPU_GRAPH_HOST_ISA="avx2", PYTHONPATH=str(HERE),
-               VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=tempfile.mkdtemp(prefix="avx2_compile_cache_"))
+    env = dict(
+        os.environ,
+        VLLM_NPU_GRAPH_TARGET="host",
+        VLLM_NPU_GRAPH_HOST_ISA="avx2",
+        PYTHONPATH=str(HERE),
+        VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=tempfile.mkdtemp(prefix="avx2_compile_cache_"),
+    )
     cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, batches, "12"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr

@@ -23,21 +23,24 @@ def native_cache_like(seq_lens, block_table, keys, values, num_blocks, hkv, d, b
     return kv
 
 
-@pytest.mark.parametrize("seq_lens, query_lens, hq, hkv, d, bs", [
-    ([1, 16, 17, 40, 0], [1, 1, 1, 1, 0], 9, 3, 64, 16),  # decode, a padded request
-    ([19, 1, 40, 33], [19, 1, 9, 1], 4, 1, 64, 16),  # prefill, chunked prefill, decode mixed
-    ([300, 5], [1, 1], 8, 2, 128, 32),  # long context, 32-token blocks
-])
+@pytest.mark.parametrize(
+    "seq_lens, query_lens, hq, hkv, d, bs",
+    [
+        ([1, 16, 17, 40, 0], [1, 1, 1, 1, 0], 9, 3, 64, 16),  # decode, a padded request
+        ([19, 1, 40, 33], [19, 1, 9, 1], 4, 1, 64, 16),  # prefill, chunked prefill, decode mixed
+        ([300, 5], [1, 1], 8, 2, 128, 32),  # long context, 32-token blocks
+    ],
+)
 def test_native_attention_equals_the_reference(seq_lens, query_lens, hq, hkv, d, bs):
     kv_ref, bt, keys, values, q, qsl = build_batch(seq_lens, query_lens, hq, hkv, d, bs, torch.float32)
     kv = native_cache_like(seq_lens, bt, keys, values, kv_ref.shape[0], hkv, d, bs)
     qsl, lens = torch.tensor(qsl, dtype=torch.int32), torch.tensor(seq_lens, dtype=torch.int32)
-    expected = ref.paged_attention(q, kv_ref, qsl, lens, bt, d ** -0.5)
+    expected = ref.paged_attention(q, kv_ref, qsl, lens, bt, d**-0.5)
     padded = torch.cat([q, torch.randn(3, hq, d)])  # rows of no request
     with no_host_sync():  # lengths are read inside the op only
-        got = host_native.paged_attention(padded, kv, qsl, lens, bt, d ** -0.5, None, 1, 0)
+        got = host_native.paged_attention(padded, kv, qsl, lens, bt, d**-0.5, None, 1, 0)
     torch.testing.assert_close(got[: q.shape[0]], expected, atol=1e-5, rtol=1e-5)
-    assert got[q.shape[0]:].abs().max() == 0
+    assert got[q.shape[0] :].abs().max() == 0
 
 
 @pytest.mark.parametrize("m, n, k, bias", [(1, 1536, 576, False), (16, 960, 576, True), (3, 49152, 64, False)])
@@ -45,8 +48,9 @@ def test_packed_linear_equals_f_linear(m, n, k, bias):
     x, w = torch.randn(m, k), torch.randn(n, k) / math.sqrt(k)
     b = torch.randn(n) if bias else None
     for _ in range(2):  # packed on first use, reused after
-        torch.testing.assert_close(host_native.linear_impl()(x, w, b), torch.nn.functional.linear(x, w, b),
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            host_native.linear_impl()(x, w, b), torch.nn.functional.linear(x, w, b), atol=1e-4, rtol=1e-4
+        )
 
 
 def test_linear_pass_routes_weight_matmuls_and_leaves_others():
@@ -62,8 +66,14 @@ def test_linear_pass_routes_weight_matmuls_and_leaves_others():
         res = aten.addmm(r, x, aten.permute(w1, [1, 0]))  # a residual folded into addmm
         return out, res, aten.mm(x, y)  # the last multiplies no weight (y is [K, N])
 
-    args = (torch.randn(3, 8), torch.randn(16, 8), torch.randn(4, 16), torch.randn(4), torch.randn(3, 16),
-            torch.randn(8, 5))
+    args = (
+        torch.randn(3, 8),
+        torch.randn(16, 8),
+        torch.randn(4, 16),
+        torch.randn(4),
+        torch.randn(3, 16),
+        torch.randn(8, 5),
+    )
     gm = make_fx(f)(*args)
     expected = gm(*args)
     assert linear.run(make_fx(f, tracing_mode="symbolic")(*args).graph) == 0  # activations: symbolic shapes
@@ -117,8 +127,9 @@ def test_cpp_linear_one_row_equals_f_linear(n, k):
         for bias in (None, b):
             torch.testing.assert_close(op(x, w, bias), torch.nn.functional.linear(x, w, bias), atol=1e-4, rtol=1e-4)
     w_t = torch.randn(k, n).t()  # not contiguous: served by oneDNN
-    torch.testing.assert_close(op(wide[:, :k], w_t, None), torch.nn.functional.linear(wide[:, :k], w_t),
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        op(wide[:, :k], w_t, None), torch.nn.functional.linear(wide[:, :k], w_t), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_host_lowering_routes_linear_to_the_cpp_op():
@@ -131,8 +142,9 @@ def test_host_lowering_routes_linear_to_the_cpp_op():
     assert [name for name, _ in HostTarget().lowering_passes("native")] == [host_attention.NAME, host_ops.NAME]
     # Parity runs keep our Python kernels; the attention op pair is fused for any kernels.
     assert [name for name, _ in HostTarget().lowering_passes("reference")] == [host_attention.NAME]
-    gm = make_fx(lambda x, w: torch.ops.npu_graph.linear(torch.ops.npu_graph.linear(x, w, None), w, None),
-                 tracing_mode="fake")(torch.randn(2, 8), torch.randn(8, 8))
+    gm = make_fx(
+        lambda x, w: torch.ops.npu_graph.linear(torch.ops.npu_graph.linear(x, w, None), w, None), tracing_mode="fake"
+    )(torch.randn(2, 8), torch.randn(8, 8))
     assert host_ops.lower_linear(gm.graph) == 2
     targets = {n.target for n in gm.graph.nodes if n.op == "call_function"}
     assert targets == {torch.ops.npu_graph_host.linear.default}

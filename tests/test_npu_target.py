@@ -13,9 +13,11 @@ FAKES = Path(__file__).parent / "fakes"
 def test_auto_activates_the_npu_target_when_torch_npu_sees_a_device():
     env = {k: v for k, v in os.environ.items() if k != "VLLM_NPU_GRAPH_TARGET"}
     env["PYTHONPATH"] = str(FAKES)
-    code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
-            "from vllm.platforms import current_platform as p\n"
-            "print(type(p).__name__, p.device_type, p.dist_backend, p.device_control_env_var)")
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from vllm.platforms import current_platform as p\n"
+        "print(type(p).__name__, p.device_type, p.dist_backend, p.device_control_env_var)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["NPUGraphPlatform", "npu", "hccl", "ASCEND_RT_VISIBLE_DEVICES"]
@@ -47,7 +49,12 @@ def test_capture_sizes_are_capped():
 
 def test_npu_target_through_the_fake_torch_npu():
     """tests/fakes/npu_target_checks.py in a fresh interpreter (the fake is process-wide)."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(FAKES / "npu_target_checks.py")],
-                          capture_output=True, text=True, timeout=600, cwd=FAKES.parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(FAKES / "npu_target_checks.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=FAKES.parents[1],
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "7 passed" in proc.stdout

@@ -14,9 +14,17 @@ from test_graph_mode import run_driver
 # attention per layer; four linear layers per layer (QKV, output, gate/up, down). The host
 # lowering then finds no KV write + attention pair left to fuse (RoPE+KV write took the writes).
 def expected(layers: int, qk_norm: bool) -> dict:
-    return {"noop": 0, "rms_norm": 1 + 2 * layers * qk_norm, "add_rms_norm": 2 * layers, "swiglu": layers,
-            "qkv_rope": layers, "rope_kv_write": layers, "attention": layers, "linear": 4 * layers,
-            "host_attention": 0}
+    return {
+        "noop": 0,
+        "rms_norm": 1 + 2 * layers * qk_norm,
+        "add_rms_norm": 2 * layers,
+        "swiglu": layers,
+        "qkv_rope": layers,
+        "rope_kv_write": layers,
+        "attention": layers,
+        "linear": 4 * layers,
+        "host_attention": 0,
+    }
 
 
 EXPECTED = {

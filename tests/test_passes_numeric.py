@@ -23,7 +23,9 @@ def rewrite_and_compare(gm, graph_pass, args, dtype) -> int:
     gm.graph.eliminate_dead_code()
     gm.recompile()
     got = gm(*args)
-    for a, b in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+    for a, b in zip(
+        got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)
+    ):
         torch.testing.assert_close(a.float(), b.float(), atol=TOL[dtype], rtol=TOL[dtype])
     return count
 
@@ -42,10 +44,12 @@ def test_swiglu_leaves_look_alikes():
     # halves of different widths (not a gate/up split)
     gm = aten_graph(lambda t: torch.nn.functional.silu(t[..., :32]) * t[..., 32:64], x)
     assert rewrite_and_compare(gm, swiglu.run, (x,), torch.float32) == 0
+
     # the activation has another consumer
     def two_users(t):
         act = torch.nn.functional.silu(t[..., :48])
         return act * t[..., 48:], act.sum()
+
     gm = aten_graph(two_users, x)
     assert rewrite_and_compare(gm, swiglu.run, (x,), torch.float32) == 0
 
@@ -85,14 +89,24 @@ def test_noop_removes_identity_views_slices_casts(dtype):
     x = torch.randn(3, 7).to(dtype)
     gm = aten_graph(_noop_chain, x)
     assert rewrite_and_compare(gm, noop.run, (x,), dtype) == 5
-    assert [n.target for n in gm.graph.nodes if n.op == "call_function"] == [torch.ops.aten.mul.Tensor, torch.ops.aten.view.default]
+    assert [n.target for n in gm.graph.nodes if n.op == "call_function"] == [
+        torch.ops.aten.mul.Tensor,
+        torch.ops.aten.view.default,
+    ]
 
 
 def test_noop_leaves_real_reshapes_slices_casts():
     aten = torch.ops.aten
     x = torch.randn(4, 6)
-    gm = aten_graph(lambda t: (aten.view(t, [6, 4]) * 2, aten.slice(t, 1, 0, 3) * 2,
-                               torch.ops.prims.convert_element_type(t, torch.float16) * 2, aten.permute(t, [1, 0]) * 2), x)
+    gm = aten_graph(
+        lambda t: (
+            aten.view(t, [6, 4]) * 2,
+            aten.slice(t, 1, 0, 3) * 2,
+            torch.ops.prims.convert_element_type(t, torch.float16) * 2,
+            aten.permute(t, [1, 0]) * 2,
+        ),
+        x,
+    )
     assert rewrite_and_compare(gm, noop.run, (x,), torch.float32) == 0
 
 
@@ -128,13 +142,19 @@ def rope_args(t, hq, hkv, d, dtype, rot=None, seed=0):
     g = torch.Generator().manual_seed(seed)
     rot = rot or d
     freqs = torch.outer(torch.arange(64).float(), 1.0 / (10000 ** (torch.arange(0, rot, 2).float() / rot)))
-    return (torch.randn(t, (hq + 2 * hkv) * d, generator=g).to(dtype), torch.randint(0, 64, (t,), generator=g),
-            torch.cat([freqs.cos(), freqs.sin()], dim=-1).to(dtype),
-            (1 + 0.1 * torch.randn(d, generator=g)).to(dtype), (1 + 0.1 * torch.randn(d, generator=g)).to(dtype))
+    return (
+        torch.randn(t, (hq + 2 * hkv) * d, generator=g).to(dtype),
+        torch.randint(0, 64, (t,), generator=g),
+        torch.cat([freqs.cos(), freqs.sin()], dim=-1).to(dtype),
+        (1 + 0.1 * torch.randn(d, generator=g)).to(dtype),
+        (1 + 0.1 * torch.randn(d, generator=g)).to(dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("hq, hkv, d, qk_norm, eps", [(4, 2, 32, False, 1e-6), (6, 2, 48, True, 1e-6), (3, 3, 64, True, 1e-5)])
+@pytest.mark.parametrize(
+    "hq, hkv, d, qk_norm, eps", [(4, 2, 32, False, 1e-6), (6, 2, 48, True, 1e-6), (3, 3, 64, True, 1e-5)]
+)
 def test_qkv_rope_rewrites_split_norm_rope(dtype, hq, hkv, d, qk_norm, eps):
     import vllm.ir.ops  # noqa: F401
 
@@ -185,10 +205,19 @@ def test_rope_kv_write_folds_the_cache_update_of_its_own_keys(same_rope):
     import operator
 
     def build(g, placeholder):
-        qkv, pos, cache, layer = (placeholder(n, v) for n, v in
-                                  [("qkv", torch.empty(3, 128)), ("pos", torch.zeros(3)), ("cache", torch.empty(8, 32)), ("layer", None)])
-        ropes = [g.call_function(torch.ops.npu_graph.qkv_rope.default, (qkv, pos, cache, 2, 1, 32, None, None, 1e-6))
-                 for _ in range(2)]
+        qkv, pos, cache, layer = (
+            placeholder(n, v)
+            for n, v in [
+                ("qkv", torch.empty(3, 128)),
+                ("pos", torch.zeros(3)),
+                ("cache", torch.empty(8, 32)),
+                ("layer", None),
+            ]
+        )
+        ropes = [
+            g.call_function(torch.ops.npu_graph.qkv_rope.default, (qkv, pos, cache, 2, 1, 32, None, None, 1e-6))
+            for _ in range(2)
+        ]
         q, k, v = (g.call_function(operator.getitem, (ropes[0], i)) for i in range(3))
         other_v = g.call_function(operator.getitem, (ropes[1], 2))
         dep = g.call_function(torch.ops.vllm.unified_kv_cache_update.default, (k, v if same_rope else other_v, layer))
@@ -206,14 +235,34 @@ def test_attention_lowers_unified_attention_with_output(case):
     import operator
 
     def build(g, placeholder):
-        q, k, v, dep, scale, layer = (placeholder(n, val) for n, val in [
-            ("q", torch.empty(3, 4, 32)), ("k", torch.empty(3, 2, 32)), ("v", torch.empty(3, 2, 32)),
-            ("dep", torch.empty(0)), ("scale", torch.ones(())), ("layer", None)])
+        q, k, v, dep, scale, layer = (
+            placeholder(n, val)
+            for n, val in [
+                ("q", torch.empty(3, 4, 32)),
+                ("k", torch.empty(3, 2, 32)),
+                ("v", torch.empty(3, 2, 32)),
+                ("dep", torch.empty(0)),
+                ("scale", torch.ones(())),
+                ("layer", None),
+            ]
+        )
         buffer = g.call_function(torch.ops.aten.empty.memory_format, ([3, 128],), {"dtype": torch.float32})
         buffer.meta["val"] = torch.empty(3, 128)
-        node = g.call_function(torch.ops.higher_order.auto_functionalized_v2, (torch.ops.vllm.unified_attention_with_output.default,), {
-            "query": q, "key": k, "value": v, "layer_name": layer, "output_scale": scale if case == "output_scale" else None,
-            "output_block_scale": None, "kv_cache_dummy_dep": dep, "_output_base_index": 0, "_all_bases": [buffer]})
+        node = g.call_function(
+            torch.ops.higher_order.auto_functionalized_v2,
+            (torch.ops.vllm.unified_attention_with_output.default,),
+            {
+                "query": q,
+                "key": k,
+                "value": v,
+                "layer_name": layer,
+                "output_scale": scale if case == "output_scale" else None,
+                "output_block_scale": None,
+                "kv_cache_dummy_dep": dep,
+                "_output_base_index": 0,
+                "_all_bases": [buffer],
+            },
+        )
         out = g.call_function(operator.getitem, (node, 1))
         g.output((out, buffer) if case == "buffer_read" else (out,))
 
@@ -230,11 +279,19 @@ def test_host_lowering_fuses_each_layers_kv_write_with_its_attention(case):
     from vllm_npu_graph.targets import host_attention
 
     def build(g, placeholder):
-        q, k, v, layer, other = (placeholder(n, val) for n, val in [
-            ("q", torch.empty(3, 4, 32)), ("k", torch.empty(3, 2, 32)), ("v", torch.empty(3, 2, 32)),
-            ("layer", None), ("other", None)])
-        write = g.call_function(torch.ops.vllm.unified_kv_cache_update.default,
-                                (k, v, other if case == "other_layer" else layer))
+        q, k, v, layer, other = (
+            placeholder(n, val)
+            for n, val in [
+                ("q", torch.empty(3, 4, 32)),
+                ("k", torch.empty(3, 2, 32)),
+                ("v", torch.empty(3, 2, 32)),
+                ("layer", None),
+                ("other", None),
+            ]
+        )
+        write = g.call_function(
+            torch.ops.vllm.unified_kv_cache_update.default, (k, v, other if case == "other_layer" else layer)
+        )
         attn = g.call_function(torch.ops.npu_graph.attention.default, (q, write, layer))
         g.output((attn, write) if case == "shared_write" else (attn,))
 
@@ -254,10 +311,18 @@ def _add_rms_norm_graph(eps, read_base=False, variance_size=None) -> fx.GraphMod
 
     graph = fx.Graph()
     x, r, w = (graph.placeholder(n) for n in ("x", "r", "w"))
-    node = graph.call_function(torch.ops.higher_order.auto_functionalized_v2,
-                               (torch.ops.vllm_ir.fused_add_rms_norm.maybe_inplace,),
-                               {"weight": w, "epsilon": eps, "variance_size": variance_size, "_x_base_index": 0,
-                                "_x_residual_base_index": 1, "_all_bases": [x, r]})
+    node = graph.call_function(
+        torch.ops.higher_order.auto_functionalized_v2,
+        (torch.ops.vllm_ir.fused_add_rms_norm.maybe_inplace,),
+        {
+            "weight": w,
+            "epsilon": eps,
+            "variance_size": variance_size,
+            "_x_base_index": 0,
+            "_x_residual_base_index": 1,
+            "_all_bases": [x, r],
+        },
+    )
     outs = [graph.call_function(operator.getitem, (node, i)) for i in ((0, 1, 2) if read_base else (0, 1))]
     graph.output(tuple(outs))
     return fx.GraphModule(torch.nn.Module(), graph)
@@ -267,8 +332,11 @@ def _add_rms_norm_graph(eps, read_base=False, variance_size=None) -> fx.GraphMod
 @pytest.mark.parametrize("hidden, eps", [(64, 1e-6), (100, 1e-5)])
 def test_add_rms_norm_rewrites_the_functionalized_in_place_op(dtype, hidden, eps):
     g = torch.Generator().manual_seed(5)
-    args = (torch.randn(3, hidden, generator=g).to(dtype), torch.randn(3, hidden, generator=g).to(dtype),
-            (1 + 0.1 * torch.randn(hidden, generator=g)).to(dtype))
+    args = (
+        torch.randn(3, hidden, generator=g).to(dtype),
+        torch.randn(3, hidden, generator=g).to(dtype),
+        (1 + 0.1 * torch.randn(hidden, generator=g)).to(dtype),
+    )
     gm = _add_rms_norm_graph(eps)
     assert rewrite_and_compare(gm, add_rms_norm.run, args, dtype) == 1
     assert torch.ops.npu_graph.add_rms_norm.default in _targets(gm.graph)
@@ -277,6 +345,7 @@ def test_add_rms_norm_rewrites_the_functionalized_in_place_op(dtype, hidden, eps
 @pytest.mark.parametrize("case", ["reads_mutated_base", "partial_variance"])
 def test_add_rms_norm_leaves_look_alikes(case):
     args = (torch.randn(3, 64), torch.randn(3, 64), torch.rand(64) + 0.5)
-    gm = _add_rms_norm_graph(1e-6, read_base=case == "reads_mutated_base",
-                             variance_size=32 if case == "partial_variance" else None)
+    gm = _add_rms_norm_graph(
+        1e-6, read_base=case == "reads_mutated_base", variance_size=32 if case == "partial_variance" else None
+    )
     assert rewrite_and_compare(gm, add_rms_norm.run, args, torch.float32) == 0

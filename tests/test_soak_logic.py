@@ -79,14 +79,23 @@ def result(spec, status=200, tokens=(1, 2, 3), **extra):
 def healthy_run():
     plan, burst = workload.build_plan("quick", "m", 2048, seed=0)
     specs = {s.id: s for s in plan + burst}
-    results = [result(s, status=400 if s.kind == "overlong" else 200,
-                      dropped=s.kind == "disconnect") for s in plan + burst]
+    results = [
+        result(s, status=400 if s.kind == "overlong" else 200, dropped=s.kind == "disconnect") for s in plan + burst
+    ]
     figures = soak.engine_figures(soak.parse_metrics(METRICS))
     before = dict(figures, kv_blocks_used=0, prefix_cache_hits=0)
     after = dict(figures, kv_blocks_used=0, prefix_cache_hits=500)
-    graph = {"results": workload.as_dicts(results), "before": before, "after": after, "peak_rss_mib": 900,
-             "rss_before_mib": 800, "rss_after_mib": 810, "health_after": 200,
-             "stop": {"clean": True, "exit_code": 0, "error_lines_at_stop": []}, "soak_s": 10}
+    graph = {
+        "results": workload.as_dicts(results),
+        "before": before,
+        "after": after,
+        "peak_rss_mib": 900,
+        "rss_before_mib": 800,
+        "rss_after_mib": 810,
+        "health_after": 200,
+        "stop": {"clean": True, "exit_code": 0, "error_lines_at_stop": []},
+        "soak_s": 10,
+    }
     greedy = [r for r in graph["results"] if r["kind"] in workload.GREEDY_KINDS and r["status"] == 200]
     eager = {"results": copy.deepcopy(greedy), "stop": graph["stop"]}
     return specs, graph, eager

@@ -18,7 +18,7 @@ TOL = {torch.float32: 2e-4, torch.float16: 3e-3, torch.bfloat16: 3e-2}
 
 def run_both(seq_lens, query_lens, hq, hkv, d, bs, dtype, window=None, table=INTERPRETER_TABLE):
     kv_cache, block_table, _, _, q, qsl = build_batch(seq_lens, query_lens, hq, hkv, d, bs, dtype)
-    args = (q, kv_cache, torch.tensor(qsl), torch.tensor(seq_lens, dtype=torch.int32), block_table, d ** -0.5, window)
+    args = (q, kv_cache, torch.tensor(qsl), torch.tensor(seq_lens, dtype=torch.int32), block_table, d**-0.5, window)
     expected = ref.paged_attention(*args)
     got = tri.paged_attention(*args, max_query_len=max(query_lens), table=table, max_seq_len=max(seq_lens))
     torch.testing.assert_close(got.float(), expected.float(), atol=TOL[dtype], rtol=TOL[dtype])

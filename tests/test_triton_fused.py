@@ -42,7 +42,9 @@ def test_swiglu(dtype, inter):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("hq, hkv, d, rot, qk_norm", [(4, 2, 64, 64, False), (4, 1, 128, 128, True), (2, 2, 64, 32, False)])
+@pytest.mark.parametrize(
+    "hq, hkv, d, rot, qk_norm", [(4, 2, 64, 64, False), (4, 1, 128, 128, True), (2, 2, 64, 32, False)]
+)
 def test_qkv_split_norm_rope(dtype, hq, hkv, d, rot, qk_norm):
     g = torch.Generator().manual_seed(3)
     t = 6

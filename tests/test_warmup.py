@@ -16,8 +16,20 @@ import pytest
 from conftest import hf_greedy_ids
 
 HERE = Path(__file__).parent
-ARGS = ["--dtype", "float32", "--max-model-len", "512", "--max-num-seqs", "4", "--max-num-batched-tokens", "512",
-        "--seed", "0", "--kv-cache-memory-bytes", str(64 << 20)]
+ARGS = [
+    "--dtype",
+    "float32",
+    "--max-model-len",
+    "512",
+    "--max-num-seqs",
+    "4",
+    "--max-num-batched-tokens",
+    "512",
+    "--seed",
+    "0",
+    "--kv-cache-memory-bytes",
+    str(64 << 20),
+]
 PROMPTS = [[1, 2, 3, 4, 5], [7, 8, 9]]
 
 
@@ -42,9 +54,13 @@ def check(model, env, *extra, flag="--check") -> tuple[int, str]:
 def flow(tiny_model, tmp_path_factory):
     model = str(tiny_model("qwen3"))
     tmp = tmp_path_factory.mktemp("warmup")
-    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET="host", VLLM_CACHE_ROOT=str(tmp / "vllm"),
-               TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"),
-               PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        VLLM_NPU_GRAPH_TARGET="host",
+        VLLM_CACHE_ROOT=str(tmp / "vllm"),
+        TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"),
+        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    )
     warmup = [sys.executable, "-m", "vllm_npu_graph.cli", "warmup", "--model", model, *ARGS]
     driver = [sys.executable, str(HERE / "warmup_driver.py"), model]
     out = {"model": model}
@@ -69,8 +85,9 @@ def flow(tiny_model, tmp_path_factory):
     out["kept_after_clear"] = foreign.is_dir() and (tmp / "vllm" / "torch_compile_cache").is_dir()
     blocker = tmp / "a-file"
     blocker.write_text("not a folder")
-    out["unwritable_start"] = run(driver, dict(env, VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=str(blocker / "cache"),
-                                               VLLM_CACHE_ROOT=str(tmp / "vllm2")))
+    out["unwritable_start"] = run(
+        driver, dict(env, VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=str(blocker / "cache"), VLLM_CACHE_ROOT=str(tmp / "vllm2"))
+    )
     out["hf"] = hf_greedy_ids(model, PROMPTS, max_tokens=8)
     return out
 

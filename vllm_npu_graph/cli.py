@@ -102,7 +102,10 @@ def cmd_demo(args: list[str]) -> int:
             f"{base}/v1/chat/completions",
             {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": 48, "temperature": 0},
         )
-        print(f">>> POST /v1/chat/completions  user={question!r}\n<<< {chat['choices'][0]['message']['content']!r}\n", flush=True)
+        print(
+            f">>> POST /v1/chat/completions  user={question!r}\n<<< {chat['choices'][0]['message']['content']!r}\n",
+            flush=True,
+        )
         return 0
     finally:
         stop_process(proc)
@@ -155,8 +158,14 @@ def _host_cpu_info() -> dict:
     except host_isa.HostISAError as exc:
         return {"tier": None, "error": str(exc)}
     host_isa.load_vllm_kernels(logging.getLogger(__name__))
-    return {"tier": isa.tier or isa.machine, "detected": isa.detected, "forced": isa.forced,
-            "vllm_kernels": isa.vllm_kernels, "loaded": host_isa.loaded_vllm_kernels(), "our_op_flags": isa.op_flags}
+    return {
+        "tier": isa.tier or isa.machine,
+        "detected": isa.detected,
+        "forced": isa.forced,
+        "vllm_kernels": isa.vllm_kernels,
+        "loaded": host_isa.loaded_vllm_kernels(),
+        "our_op_flags": isa.op_flags,
+    }
 
 
 def cmd_warmup(args: list[str]) -> int:
@@ -174,8 +183,11 @@ def cmd_bench(args: list[str]) -> int:
 
     bench_dir = Path(__file__).resolve().parents[1] / "bench"
     if not (bench_dir / "perf" / "main.py").is_file():
-        print(f"vllm-npu-graph bench needs a source checkout (no {bench_dir / 'perf'}); "
-              "install the plugin with `pip install -e` from the repository.", file=sys.stderr)
+        print(
+            f"vllm-npu-graph bench needs a source checkout (no {bench_dir / 'perf'}); "
+            "install the plugin with `pip install -e` from the repository.",
+            file=sys.stderr,
+        )
         return 2
     sys.path.insert(0, str(bench_dir))
     from perf.main import main as bench_main

@@ -63,13 +63,14 @@ class NPUGraphConfig:
     def from_additional_config(cls, additional_config: Any) -> "NPUGraphConfig":
         raw = (additional_config or {}).get(CONFIG_KEY, {}) if isinstance(additional_config, dict) else {}
         if not isinstance(raw, dict):
-            raise setting_error(option(), "a JSON object of options", raw,
-                                f'e.g. {{"{CONFIG_KEY}": {{"kernels": "reference"}}}}')
+            raise setting_error(
+                option(), "a JSON object of options", raw, f'e.g. {{"{CONFIG_KEY}": {{"kernels": "reference"}}}}'
+            )
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - set(fields))
         if unknown:
             raise PluginConfigError(
-                f'Unknown option(s) {", ".join(map(repr, unknown))} in {option()}; '
+                f"Unknown option(s) {', '.join(map(repr, unknown))} in {option()}; "
                 f"valid options: {', '.join(sorted(fields))}."
             )
         values = {}
@@ -87,8 +88,12 @@ class NPUGraphConfig:
         if config.kernels not in KERNEL_CHOICES:
             raise setting_error(option("kernels"), f"one of {', '.join(KERNEL_CHOICES)}", config.kernels)
         if config.max_graph_sizes is not None and config.max_graph_sizes < 1:
-            raise setting_error(option("max_graph_sizes"), ">= 1", config.max_graph_sizes,
-                                "leave it out for the target's default, or turn graphs off with --enforce-eager")
+            raise setting_error(
+                option("max_graph_sizes"),
+                ">= 1",
+                config.max_graph_sizes,
+                "leave it out for the target's default, or turn graphs off with --enforce-eager",
+            )
         if config.host_threads < 0:
             raise setting_error(option("host_threads"), ">= 0 (0 = every usable CPU)", config.host_threads)
         if config.host_kv_cache_gib <= 0:
@@ -110,7 +115,9 @@ def _validate_passes(value: Any) -> dict:
         raise setting_error(where, "a JSON object of pass name -> true/false", value, 'e.g. {"swiglu": false}')
     unknown = sorted(set(value) - set(PASS_NAMES))
     if unknown:
-        raise PluginConfigError(f"Unknown pass(es) {', '.join(map(repr, unknown))} in {where}; passes: {', '.join(PASS_NAMES)}.")
+        raise PluginConfigError(
+            f"Unknown pass(es) {', '.join(map(repr, unknown))} in {where}; passes: {', '.join(PASS_NAMES)}."
+        )
     bad = next((k for k, v in value.items() if not isinstance(v, bool)), None)
     if bad is not None:
         raise setting_error(f"{where}[{bad!r}]", "true or false", value[bad])
@@ -128,8 +135,12 @@ def check_dump_dir(path: str) -> None:
             pass
     except OSError as exc:
         why = "it is a file" if os.path.isfile(path) else (exc.strerror or str(exc)).lower()
-        raise setting_error(option("dump_graph_dir"), "a folder we can create and write", path,
-                            f"{why}: pick a writable folder or leave the option out") from None
+        raise setting_error(
+            option("dump_graph_dir"),
+            "a folder we can create and write",
+            path,
+            f"{why}: pick a writable folder or leave the option out",
+        ) from None
 
 
 def plugin_config(vllm_config) -> NPUGraphConfig:

@@ -20,12 +20,16 @@ HOST_ISA = "VLLM_NPU_GRAPH_HOST_ISA"
 ENVIRONMENT_VARIABLES = {
     TARGET: "auto (default) | npu | host: which target the plugin drives",
     STRICT_GRAPHS: "1: a host graph that would behave differently from a device graph is an error (tests)",
-    FAIL_CAPTURE_SIZES: ("comma-separated capture sizes whose capture fails on purpose; `oom:N`: every size of N "
-                         "tokens or more runs out of memory at capture (fault injection)"),
+    FAIL_CAPTURE_SIZES: (
+        "comma-separated capture sizes whose capture fails on purpose; `oom:N`: every size of N "
+        "tokens or more runs out of memory at capture (fault injection)"
+    ),
     FAIL_COMPILE: "1: compiling the decoder fails on purpose, so it runs uncompiled (fault injection)",
     FAIL_STEP: "N: the model runner's N-th model step raises, a fatal engine-core error (fault injection)",
-    HOST_ISA: ("auto (default) | avx2 | avx512 | avx512_bf16: the host target's x86 CPU tier (vLLM kernel build, "
-               "our C++ op's instructions); a tier below the CPU's own runs that tier's code path"),
+    HOST_ISA: (
+        "auto (default) | avx2 | avx512 | avx512_bf16: the host target's x86 CPU tier (vLLM kernel build, "
+        "our C++ op's instructions); a tier below the CPU's own runs that tier's code path"
+    ),
     HOST_VISIBLE_DEVICES: "the host target's device-control variable (vLLM sets it per worker)",
     CACHE: "folder for the embedded model and run reports (default ~/.cache/vllm-npu-graph)",
     COMPILE_CACHE_DIR: "folder of our compile-cache entries (default $VLLM_CACHE_ROOT/npu_graph_compile_cache)",

@@ -9,7 +9,13 @@ import os
 import torch
 from vllm.platforms.interface import Platform, PlatformEnum
 
-from vllm_npu_graph.config import SUPPORTED_ARCHITECTURES, PluginConfigError, check_dump_dir, plugin_config, setting_error
+from vllm_npu_graph.config import (
+    SUPPORTED_ARCHITECTURES,
+    PluginConfigError,
+    check_dump_dir,
+    plugin_config,
+    setting_error,
+)
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
 
@@ -174,8 +180,10 @@ class NPUGraphPlatform(Platform):
             if name.startswith(envs.PREFIX):
                 if name in envs.ENVIRONMENT_VARIABLES:
                     continue
-                message = (f"Unknown vllm-npu-graph environment variable {name}; valid ones: "
-                           f"{', '.join(envs.ENVIRONMENT_VARIABLES)}.")
+                message = (
+                    f"Unknown vllm-npu-graph environment variable {name}; valid ones: "
+                    f"{', '.join(envs.ENVIRONMENT_VARIABLES)}."
+                )
             else:
                 message = f"Unknown vLLM environment variable detected: {name}"
             if hard_fail:
@@ -200,8 +208,9 @@ def check_features(vllm_config) -> None:
         raise PluginConfigError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
     cache_dtype = vllm_config.cache_config.cache_dtype
     if cache_dtype != "auto":
-        raise setting_error("kv_cache_dtype", "auto (the model's dtype) on vllm-npu-graph", cache_dtype,
-                            "drop --kv-cache-dtype")
+        raise setting_error(
+            "kv_cache_dtype", "auto (the model's dtype) on vllm-npu-graph", cache_dtype, "drop --kv-cache-dtype"
+        )
 
 
 def check_kernels_and_passes(options) -> None:
@@ -212,11 +221,13 @@ def check_kernels_and_passes(options) -> None:
     if kernels == "native" and _target.name != "host":
         raise PluginConfigError(
             'additional_config["npu_graph"]["kernels"] = "native" is the host target\'s (vLLM\'s CPU ops); '
-            f"on the {_target.name} target use auto, triton or reference.")
+            f"on the {_target.name} target use auto, triton or reference."
+        )
     if kernels == "native" and any(p.NAME == "rope_kv_write" for p in enabled_passes(_target.name, options.passes)):
         raise PluginConfigError(
-            'the rope_kv_write pass writes the KV cache in our kernels\' format, which the host\'s native attention '
-            'does not read: switch it off ("passes": {"rope_kv_write": false}) or use "kernels": "reference" or "triton".')
+            "the rope_kv_write pass writes the KV cache in our kernels' format, which the host's native attention "
+            'does not read: switch it off ("passes": {"rope_kv_write": false}) or use "kernels": "reference" or "triton".'
+        )
 
 
 def configure_graph_mode(vllm_config, options) -> None:
@@ -229,8 +240,10 @@ def configure_graph_mode(vllm_config, options) -> None:
     model = vllm_config.model_config
     if compilation.mode != CompilationMode.VLLM_COMPILE:
         if compilation.cudagraph_mode != CUDAGraphMode.NONE:
-            logger.info("vllm-npu-graph: compilation mode %s has no graph capture; running without graphs.",
-                        compilation.mode.name)
+            logger.info(
+                "vllm-npu-graph: compilation mode %s has no graph capture; running without graphs.",
+                compilation.mode.name,
+            )
         compilation.cudagraph_mode = CUDAGraphMode.NONE
         return
     # Our compiler gets the whole decoder, attention inside; caching of its artifacts
@@ -254,14 +267,16 @@ def configure_graph_mode(vllm_config, options) -> None:
         # tensors only for decode batches (prefill kernels size their grid from host
         # ints), and with splitting_ops=[] there are no pieces: decode batches replay one
         # whole-decoder graph, the rest run eagerly (logged).
-        logger.info("vllm-npu-graph: cudagraph_mode %s maps to FULL_DECODE_ONLY (whole-decoder graphs for "
-                    "decode batches; prefill and mixed batches run eagerly).", mode.name)
+        logger.info(
+            "vllm-npu-graph: cudagraph_mode %s maps to FULL_DECODE_ONLY (whole-decoder graphs for "
+            "decode batches; prefill and mixed batches run eagerly).",
+            mode.name,
+        )
         mode = CUDAGraphMode.FULL_DECODE_ONLY
     compilation.cudagraph_mode = mode
     if mode != CUDAGraphMode.NONE:
         limit = options.max_graph_sizes if options.max_graph_sizes is not None else _target.max_graph_sizes
-        limit_capture_sizes(compilation, limit,
-                            vllm_config.scheduler_config.max_num_seqs)
+        limit_capture_sizes(compilation, limit, vllm_config.scheduler_config.max_num_seqs)
 
 
 def limit_capture_sizes(compilation, limit: int | None, max_num_seqs: int) -> None:
@@ -274,8 +289,17 @@ def limit_capture_sizes(compilation, limit: int | None, max_num_seqs: int) -> No
         return
     keep = choose_capture_sizes(sizes, limit, max_num_seqs)
     worst, batch = worst_padding(keep)
-    logger.info("vllm-npu-graph: capture sizes on the %s target: %d of %d kept (limit %s): %s; worst-case "
-                "padding %.0f%% (a batch of %d runs the graph of %d)", _target.name, len(keep), len(sizes),
-                limit or "none", keep, 100 * worst, batch, next(s for s in keep if s >= batch))
+    logger.info(
+        "vllm-npu-graph: capture sizes on the %s target: %d of %d kept (limit %s): %s; worst-case "
+        "padding %.0f%% (a batch of %d runs the graph of %d)",
+        _target.name,
+        len(keep),
+        len(sizes),
+        limit or "none",
+        keep,
+        100 * worst,
+        batch,
+        next(s for s in keep if s >= batch),
+    )
     compilation.cudagraph_capture_sizes = keep
     compilation.max_cudagraph_capture_size = keep[-1]

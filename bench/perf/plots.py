@@ -44,7 +44,10 @@ def throughput(summary: dict, path: Path, title: str) -> Path:
         dec.plot(xs, ys, marker=marker, label=name)
     for name, marker, xs, ys in _series(summary, "prefill", "tok_s"):
         pre.plot(xs, ys, marker=marker, label=name)
-    for ax, xlabel, ylabel in ((dec, "batch (sequences)", "decode tokens/s"), (pre, "prompt tokens", "prefill tokens/s")):
+    for ax, xlabel, ylabel in (
+        (dec, "batch (sequences)", "decode tokens/s"),
+        (pre, "prompt tokens", "prefill tokens/s"),
+    ):
         ax.set_ylabel(ylabel)
         _style_log2([ax], xlabel, 8)
     fig.suptitle(f"Offline throughput, median of repeats - {title}", fontsize=10)
@@ -57,7 +60,7 @@ def serving(summary: dict, path: Path, title: str) -> Path:
     panels = (("ttft", "TTFT (ms)"), ("tpot", "TPOT (ms)"))
     for ax, (metric, label) in zip(axes, panels):
         for name, marker, xs, ys in _series(summary, "online", f"p50_{metric}_ms"):
-            line, = ax.plot(xs, ys, marker=marker, label=f"{name} p50")
+            (line,) = ax.plot(xs, ys, marker=marker, label=f"{name} p50")
             p99 = next((s[3] for s in _series(summary, "online", f"p99_{metric}_ms") if s[0] == name), None)
             if p99:
                 ax.plot(xs, p99, marker=marker, linestyle="--", color=line.get_color(), alpha=0.6, label=f"{name} p99")
@@ -88,6 +91,8 @@ def startup(summary: dict, path: Path, title: str) -> Path:
 
 
 def all_plots(summary: dict, out_dir: Path, title: str) -> list[Path]:
-    return [throughput(summary, out_dir / "throughput.png", title),
-            serving(summary, out_dir / "serving.png", title),
-            startup(summary, out_dir / "startup.png", title)]
+    return [
+        throughput(summary, out_dir / "throughput.png", title),
+        serving(summary, out_dir / "serving.png", title),
+        startup(summary, out_dir / "startup.png", title),
+    ]

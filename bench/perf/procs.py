@@ -107,6 +107,9 @@ def scan_engine_log(path: Path) -> dict:
     compile_s = sum(float(m) for m in _COMPILE.findall(text)) or _cpu_warmup_s(lines)
     captures = [float(m) for m in _CAPTURE_OURS.findall(text)] or [float(m) for m in _CAPTURE_VLLM.findall(text)]
     init = _INIT.findall(text)
-    return {"compile_s": compile_s, "capture_s": sum(captures) if captures else None,
-            "captured_graphs": len(_CAPTURE_OURS.findall(text)) or None,
-            "engine_init_s": float(init[-1]) if init else None}
+    return {
+        "compile_s": compile_s,
+        "capture_s": sum(captures) if captures else None,
+        "captured_graphs": len(_CAPTURE_OURS.findall(text)) or None,
+        "engine_init_s": float(init[-1]) if init else None,
+    }

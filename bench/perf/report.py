@@ -23,7 +23,9 @@ def _refs(summary: dict) -> list[str]:
     return [r for r in REFS if summary.get(r, {}).get("status") in ("ok", "partial")]
 
 
-def _table(summary: dict, section: str, keys: list[str], field: str, head: str, higher: bool, digits: int = 1) -> list[str]:
+def _table(
+    summary: dict, section: str, keys: list[str], field: str, head: str, higher: bool, digits: int = 1
+) -> list[str]:
     refs = _refs(summary)
     cols = [f"{head} {k}" + "".join(f" | vs {r}" for r in refs) for k in keys]
     lines = ["| mode | " + " | ".join(cols) + " |", "|---" * (1 + len(keys) * (1 + len(refs))) + "|"]
@@ -44,8 +46,13 @@ def _keys(summary: dict, section: str) -> list[str]:
 
 def _online_table(summary: dict) -> list[str]:
     refs = _refs(summary)
-    head = ("| concurrency | mode | req/s" + "".join(f" | vs {r}" for r in refs) + " | TTFT p50 | TTFT p99 | TPOT p50"
-            + "".join(f" | vs {r}" for r in refs) + " | TPOT p99 | ITL p50 | ITL p99 | failed |")
+    head = (
+        "| concurrency | mode | req/s"
+        + "".join(f" | vs {r}" for r in refs)
+        + " | TTFT p50 | TTFT p99 | TPOT p50"
+        + "".join(f" | vs {r}" for r in refs)
+        + " | TPOT p99 | ITL p50 | ITL p99 | failed |"
+    )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for c in _keys(summary, "online"):
         for mode in summary:
@@ -57,33 +64,46 @@ def _online_table(summary: dict) -> list[str]:
             row += [_ratio(rps, _get(summary, r, "online", c, "request_throughput"), True) for r in refs]
             row += [_fmt(level.get("p50_ttft_ms")), _fmt(level.get("p99_ttft_ms")), _fmt(tpot)]
             row += [_ratio(tpot, _get(summary, r, "online", c, "p50_tpot_ms"), False) for r in refs]
-            row += [_fmt(level.get("p99_tpot_ms")), _fmt(level.get("p50_itl_ms")), _fmt(level.get("p99_itl_ms")),
-                    _fmt(level.get("failed"), 0)]
+            row += [
+                _fmt(level.get("p99_tpot_ms")),
+                _fmt(level.get("p50_itl_ms")),
+                _fmt(level.get("p99_itl_ms")),
+                _fmt(level.get("failed"), 0),
+            ]
             lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
 def _startup_table(summary: dict) -> list[str]:
-    lines = ["| mode | cold start s | warm start s | engine init (cold) s | compile s | capture s (graphs) | "
-             "peak RSS offline MiB | peak RSS server MiB |", "|---" * 8 + "|"]
+    lines = [
+        "| mode | cold start s | warm start s | engine init (cold) s | compile s | capture s (graphs) | "
+        "peak RSS offline MiB | peak RSS server MiB |",
+        "|---" * 8 + "|",
+    ]
     for mode, entry in summary.items():
         s = entry.get("startup", {})
         graphs = s.get("captured_graphs")
         capture = _fmt(s.get("capture_s")) + (f" ({graphs:.0f})" if graphs else "")
-        lines.append(f"| {mode} | {_fmt(s.get('cold_s'))} | {_fmt(s.get('warm_s'))} | {_fmt(s.get('engine_start_cold_s'))} | "
-                     f"{_fmt(s.get('compile_s'))} | {capture} | {_fmt(s.get('peak_rss_mib_offline'), 0)} | "
-                     f"{_fmt(s.get('peak_rss_mib_server'), 0)} |")
+        lines.append(
+            f"| {mode} | {_fmt(s.get('cold_s'))} | {_fmt(s.get('warm_s'))} | {_fmt(s.get('engine_start_cold_s'))} | "
+            f"{_fmt(s.get('compile_s'))} | {capture} | {_fmt(s.get('peak_rss_mib_offline'), 0)} | "
+            f"{_fmt(s.get('peak_rss_mib_server'), 0)} |"
+        )
     return lines
 
 
 def _greedy_lines(summary: dict) -> list[str]:
-    lines = ["| mode | greedy tokens equal eager's | first difference [prompt, token] | same in every repeat |",
-             "|---|---|---|---|"]
+    lines = [
+        "| mode | greedy tokens equal eager's | first difference [prompt, token] | same in every repeat |",
+        "|---|---|---|---|",
+    ]
     for mode, entry in summary.items():
         g = entry.get("greedy", {})
         flag = {True: "yes", False: "**NO**", None: "-"}[g.get("matches_eager")]
-        lines.append(f"| {mode} | {flag} | {g.get('first_mismatch_vs_eager') or '-'} | "
-                     f"{ {True: 'yes', False: '**no**', None: '-'}[g.get('same_every_repeat')]} |")
+        lines.append(
+            f"| {mode} | {flag} | {g.get('first_mismatch_vs_eager') or '-'} | "
+            f"{ {True: 'yes', False: '**no**', None: '-'}[g.get('same_every_repeat')] } |"
+        )
     return lines
 
 
@@ -107,11 +127,16 @@ def meaning(results: dict) -> list[str]:
     for mode, ref in (("graph", "eager"), ("graph", "peer"), ("eager", "peer"), ("peer", "peer-eager")):
         if mode not in summary or ref not in summary:
             continue
-        parts = [f"{what} {r}" for what, r in (
-            ("decode throughput", _range(summary, mode, ref, "decode", "tok_s", True)),
-            ("prefill throughput", _range(summary, mode, ref, "prefill", "tok_s", True)),
-            ("serving request rate", _range(summary, mode, ref, "online", "request_throughput", True)),
-            ("serving TPOT p50 (speed-up)", _range(summary, mode, ref, "online", "p50_tpot_ms", False))) if r]
+        parts = [
+            f"{what} {r}"
+            for what, r in (
+                ("decode throughput", _range(summary, mode, ref, "decode", "tok_s", True)),
+                ("prefill throughput", _range(summary, mode, ref, "prefill", "tok_s", True)),
+                ("serving request rate", _range(summary, mode, ref, "online", "request_throughput", True)),
+                ("serving TPOT p50 (speed-up)", _range(summary, mode, ref, "online", "p50_tpot_ms", False)),
+            )
+            if r
+        ]
         if parts:
             facts.append(f"`{mode}` vs `{ref}`: " + ", ".join(parts) + ".")
     flagged = [m for m, e in summary.items() if e.get("greedy", {}).get("matches_eager") is False]
@@ -123,9 +148,13 @@ def meaning(results: dict) -> list[str]:
         *[f"- {f}" for f in facts],
     ]
     if flagged:
-        text += ["", "Greedy outputs differ from `eager` for: " + ", ".join(f"`{m}`" for m in flagged) +
-                 " (see the table below; float32 kernels that sum in another order can flip a near-tie, "
-                 "a real bug changes tokens early and everywhere)."]
+        text += [
+            "",
+            "Greedy outputs differ from `eager` for: "
+            + ", ".join(f"`{m}`" for m in flagged)
+            + " (see the table below; float32 kernels that sum in another order can flip a near-tie, "
+            "a real bug changes tokens early and everywhere).",
+        ]
     not_ok = {m: e.get("note") for m, e in summary.items() if e.get("status") != "ok"}
     if not_ok:
         text += ["", "Not measured in full: " + "; ".join(f"`{m}`: {n}" for m, n in not_ok.items()) + "."]
@@ -139,8 +168,10 @@ def _load_line(results: dict) -> list[str]:
     if not loads:
         return []
     cpus = results["machine"]["usable_cpus"]
-    return [f"- load average (1 min) at each run's start: {min(loads):.1f}-{max(loads):.1f} on {cpus} CPUs "
-            f"(median {sorted(loads)[len(loads) // 2]:.1f}; above {cpus} means other jobs shared the CPUs)"]
+    return [
+        f"- load average (1 min) at each run's start: {min(loads):.1f}-{max(loads):.1f} on {cpus} CPUs "
+        f"(median {sorted(loads)[len(loads) // 2]:.1f}; above {cpus} means other jobs shared the CPUs)"
+    ]
 
 
 def render(results: dict, notes: str | None = None) -> str:
@@ -169,8 +200,14 @@ def render(results: dict, notes: str | None = None) -> str:
     lines += ["", "## Modes", "", "| mode | what | status | note |", "|---|---|---|---|"]
     lines += [f"| {n} | {e['description']} | {e['status']} | {e.get('note') or ''} |" for n, e in summary.items()]
     if _keys(summary, "decode"):
-        lines += ["", f"## Offline decode ({sizes['decode_prompt_len']}-token prompts, "
-                  f"{sizes['decode_new_tokens']} new tokens, greedy)", "", "Throughput (output tokens/s):", ""]
+        lines += [
+            "",
+            f"## Offline decode ({sizes['decode_prompt_len']}-token prompts, "
+            f"{sizes['decode_new_tokens']} new tokens, greedy)",
+            "",
+            "Throughput (output tokens/s):",
+            "",
+        ]
         lines += _table(summary, "decode", _keys(summary, "decode"), "tok_s", "b", True)
         lines += ["", "Time per output token (ms):", ""]
         lines += _table(summary, "decode", _keys(summary, "decode"), "tpot_ms", "b", False, 2)
@@ -178,16 +215,34 @@ def render(results: dict, notes: str | None = None) -> str:
         lines += ["", "## Offline prefill (one prompt, tokens/s)", ""]
         lines += _table(summary, "prefill", _keys(summary, "prefill"), "tok_s", "len", True)
     if _keys(summary, "online"):
-        lines += ["", f"## Serving (`vllm bench serve`, random dataset, {sizes['online_input_len']} in / "
-                  f"{sizes['online_output_len']} out tokens, seed {s['seed']}; times in ms)", ""]
+        lines += [
+            "",
+            f"## Serving (`vllm bench serve`, random dataset, {sizes['online_input_len']} in / "
+            f"{sizes['online_output_len']} out tokens, seed {s['seed']}; times in ms)",
+            "",
+        ]
         lines += _online_table(summary)
-    lines += ["", "## Start-up and memory", "",
-              "Cold: offline engine on empty compile caches, process launch to `LLM(...)` ready. Warm: "
-              "`vllm serve` on the caches the cold start left, launch to `/health`. Compile: vLLM's "
-              "`torch.compile took` (our graph mode) or the CPU runner's compile warm-up (peer). Capture: "
-              "our runner's graph captures. RSS: whole process tree.", ""]
+    lines += [
+        "",
+        "## Start-up and memory",
+        "",
+        "Cold: offline engine on empty compile caches, process launch to `LLM(...)` ready. Warm: "
+        "`vllm serve` on the caches the cold start left, launch to `/health`. Compile: vLLM's "
+        "`torch.compile took` (our graph mode) or the CPU runner's compile warm-up (peer). Capture: "
+        "our runner's graph captures. RSS: whole process tree.",
+        "",
+    ]
     lines += _startup_table(summary)
     lines += ["", "## Greedy outputs", ""] + _greedy_lines(summary)
-    lines += ["", "## Plots", "", "![throughput](throughput.png)", "", "![serving](serving.png)", "",
-              "![start-up](startup.png)", ""]
+    lines += [
+        "",
+        "## Plots",
+        "",
+        "![throughput](throughput.png)",
+        "",
+        "![serving](serving.png)",
+        "",
+        "![start-up](startup.png)",
+        "",
+    ]
     return "\n".join(lines)

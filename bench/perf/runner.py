@@ -28,16 +28,27 @@ def free_port() -> int:
 
 def mode_env(mode, settings, cache: Path) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p)
-    return {**settings.thread_env(), **mode.env, "PYTHONPATH": path,
-            "VLLM_CACHE_ROOT": str(cache / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
-            "TRITON_CACHE_DIR": str(cache / "triton")}
+    return {
+        **settings.thread_env(),
+        **mode.env,
+        "PYTHONPATH": path,
+        "VLLM_CACHE_ROOT": str(cache / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+        "TRITON_CACHE_DIR": str(cache / "triton"),
+    }
 
 
 def run_offline(mode, settings, env: dict, logs: Path, tag: str, timeout_s: float = 1800) -> dict:
     sizes = settings.sizes
-    spec = {"engine_args": settings.mode_engine_args(mode), "seed": settings.seed,
-            "batches": sizes.batches, "prefill_lens": sizes.prefill_lens, "decode_prompt_len": sizes.decode_prompt_len,
-            "decode_new_tokens": sizes.decode_new_tokens, "greedy_new_tokens": sizes.greedy_new_tokens}
+    spec = {
+        "engine_args": settings.mode_engine_args(mode),
+        "seed": settings.seed,
+        "batches": sizes.batches,
+        "prefill_lens": sizes.prefill_lens,
+        "decode_prompt_len": sizes.decode_prompt_len,
+        "decode_new_tokens": sizes.decode_new_tokens,
+        "greedy_new_tokens": sizes.greedy_new_tokens,
+    }
     spec_path, out_path = logs / f"{tag}-offline-spec.json", logs / f"{tag}-offline-out.json"
     spec_path.write_text(json.dumps(spec))
     launched = time.time()
@@ -98,8 +109,14 @@ def run_all(settings, modes: list, out_dir: Path, progress: bool = True) -> list
                 records.append({**record, "status": "ok", **data})
             except Exception as exc:  # one failing mode must not lose the others' numbers
                 failed.add((mode.name, phase))
-                records.append({**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                                "trace": traceback.format_exc(limit=3)})
+                records.append(
+                    {
+                        **record,
+                        "status": "failed",
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "trace": traceback.format_exc(limit=3),
+                    }
+                )
                 tqdm.write(f"bench: {mode.name} {phase} repeat {repeat} failed: {exc}", file=sys.stderr)
             if phase == settings.phases[-1]:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -141,17 +158,28 @@ def summarize(modes: list, records: list[dict]) -> dict:
             entry["status"], entry["note"] = ("failed" if not (off or on) else "partial"), errors[0]
         else:
             entry["status"] = "ok"
-        entry["decode"] = {str(d["batch"]): {"tok_s": median([x["tok_s"] for r in off for x in r["decode"] if x["batch"] == d["batch"]]),
-                                             "tpot_ms": median([x["tpot_ms"] for r in off for x in r["decode"] if x["batch"] == d["batch"]])}
-                           for d in (off[0]["decode"] if off else [])}
-        entry["prefill"] = {str(p["prompt_len"]): {"tok_s": median([x["tok_s"] for r in off for x in r["prefill"]
-                                                                    if x["prompt_len"] == p["prompt_len"]])}
-                            for p in (off[0]["prefill"] if off else [])}
+        entry["decode"] = {
+            str(d["batch"]): {
+                "tok_s": median([x["tok_s"] for r in off for x in r["decode"] if x["batch"] == d["batch"]]),
+                "tpot_ms": median([x["tpot_ms"] for r in off for x in r["decode"] if x["batch"] == d["batch"]]),
+            }
+            for d in (off[0]["decode"] if off else [])
+        }
+        entry["prefill"] = {
+            str(p["prompt_len"]): {
+                "tok_s": median([x["tok_s"] for r in off for x in r["prefill"] if x["prompt_len"] == p["prompt_len"]])
+            }
+            for p in (off[0]["prefill"] if off else [])
+        }
         levels = on[0]["levels"] if on else []
-        entry["online"] = {str(lv["concurrency"]): {k: median([x.get(k) for r in on for x in r["levels"]
-                                                              if x["concurrency"] == lv["concurrency"]])
-                                                    for k in lv if k not in ("concurrency", "num_prompts")}
-                           for lv in levels}
+        entry["online"] = {
+            str(lv["concurrency"]): {
+                k: median([x.get(k) for r in on for x in r["levels"] if x["concurrency"] == lv["concurrency"]])
+                for k in lv
+                if k not in ("concurrency", "num_prompts")
+            }
+            for lv in levels
+        }
         entry["startup"] = {
             "cold_s": median([r["start_s"] for r in off]),
             "warm_s": median([r["start_s"] for r in on]),
@@ -165,8 +193,12 @@ def summarize(modes: list, records: list[dict]) -> dict:
         greedy = [r["greedy"] for r in off]
         entry["greedy"] = {
             "tokens": greedy[0] if greedy else None,
-            "matches_eager": None if not greedy or eager_greedy is None else first_mismatch(greedy[0], eager_greedy) is None,
-            "first_mismatch_vs_eager": None if not greedy or eager_greedy is None else first_mismatch(greedy[0], eager_greedy),
+            "matches_eager": None
+            if not greedy or eager_greedy is None
+            else first_mismatch(greedy[0], eager_greedy) is None,
+            "first_mismatch_vs_eager": None
+            if not greedy or eager_greedy is None
+            else first_mismatch(greedy[0], eager_greedy),
             "same_every_repeat": all(g == greedy[0] for g in greedy) if greedy else None,
         }
         summary[mode.name] = entry

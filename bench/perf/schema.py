@@ -2,16 +2,49 @@
 can hold every run to it."""
 
 REQUIRED = {
-    "schema": str, "created": str, "finished": str, "command": str, "machine": dict, "machine_label": str,
-    "versions": dict, "settings": dict, "modes": list, "runs": list, "summary": dict,
+    "schema": str,
+    "created": str,
+    "finished": str,
+    "command": str,
+    "machine": dict,
+    "machine_label": str,
+    "versions": dict,
+    "settings": dict,
+    "modes": list,
+    "runs": list,
+    "summary": dict,
 }
-MACHINE = {"hostname": str, "cpu_model": str, "cores": int, "logical_cpus": int, "usable_cpus": int,
-           "memory_gib": float, "os": str}
+MACHINE = {
+    "hostname": str,
+    "cpu_model": str,
+    "cores": int,
+    "logical_cpus": int,
+    "usable_cpus": int,
+    "memory_gib": float,
+    "os": str,
+}
 VERSIONS = ("vllm", "torch", "plugin", "triton", "python")
-SETTINGS = {"model": str, "preset": str, "sizes": dict, "dtype": str, "seed": int, "threads": int,
-            "phases": list, "engine_args": dict, "thread_env": dict}
-MODE_SUMMARY = {"description": str, "status": str, "repeats": dict, "decode": dict, "prefill": dict,
-                "online": dict, "startup": dict, "greedy": dict}
+SETTINGS = {
+    "model": str,
+    "preset": str,
+    "sizes": dict,
+    "dtype": str,
+    "seed": int,
+    "threads": int,
+    "phases": list,
+    "engine_args": dict,
+    "thread_env": dict,
+}
+MODE_SUMMARY = {
+    "description": str,
+    "status": str,
+    "repeats": dict,
+    "decode": dict,
+    "prefill": dict,
+    "online": dict,
+    "startup": dict,
+    "greedy": dict,
+}
 STATUSES = ("ok", "partial", "failed", "skipped")
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 import yaml
 
-CONTRACT_DIR = Path(os.environ.get("VLLM_NPU_GRAPH_NPU_CONTRACT", Path(__file__).parents[2] / ".cache/torch-npu-contract"))
+CONTRACT_DIR = Path(
+    os.environ.get("VLLM_NPU_GRAPH_NPU_CONTRACT", Path(__file__).parents[2] / ".cache/torch-npu-contract")
+)
 
 
 @cache

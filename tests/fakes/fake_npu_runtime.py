@@ -30,6 +30,7 @@ def install(calls: list) -> None:
     def record(name):
         def fn(*args, **kwargs):
             calls.append((f"torch.npu.{name}", {"args": args, **kwargs}))
+
         return fn
 
     npu.device_count = lambda: NUM_DEVICES
@@ -42,7 +43,9 @@ def install(calls: list) -> None:
     npu.memory_allocated = lambda device=None: state["reserved"]
     npu.max_memory_allocated = lambda device=None: state["reserved"]
     npu.reset_peak_memory_stats = lambda device=None: None
-    npu.get_device_properties = lambda device=0: types.SimpleNamespace(total_memory=TOTAL_MEMORY, name="Ascend910B-fake")
+    npu.get_device_properties = lambda device=0: types.SimpleNamespace(
+        total_memory=TOTAL_MEMORY, name="Ascend910B-fake"
+    )
 
     class Stream:
         pass
@@ -125,8 +128,16 @@ def _register_hccl(calls: list) -> None:
         return
 
     def create(opts, pg_options):
-        calls.append(("ProcessGroupHCCL", {"group_rank": opts.group_rank, "group_size": opts.group_size,
-                                           "global_ranks": list(opts.global_ranks_in_group)}))
+        calls.append(
+            (
+                "ProcessGroupHCCL",
+                {
+                    "group_rank": opts.group_rank,
+                    "group_size": opts.group_size,
+                    "global_ranks": list(opts.global_ranks_in_group),
+                },
+            )
+        )
         return dist.ProcessGroupGloo(opts.store, opts.group_rank, opts.group_size, opts.timeout)
 
     dist.Backend.register_backend("hccl", create, extended_api=True, devices=["npu", "cpu"])

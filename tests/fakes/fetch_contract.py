@@ -19,7 +19,9 @@ def fetch(dest: Path) -> Path:
     wheels = dest / "wheel"
     wheels.mkdir(parents=True, exist_ok=True)
     if not list(wheels.glob("torch_npu-*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", str(wheels)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", str(wheels)], check=True
+        )
     with zipfile.ZipFile(next(wheels.glob("torch_npu-*.whl"))) as wheel:
         for name in FILES:
             (dest / Path(name).name).write_bytes(wheel.read(name))

@@ -40,8 +40,13 @@ def main() -> None:
 
     config = VllmConfig(parallel_config=ParallelConfig(tensor_parallel_size=world))
     with set_current_vllm_config(config):
-        worker = NPUGraphWorker(config, local_rank=rank, rank=rank,
-                                distributed_init_method=f"tcp://127.0.0.1:{port}", is_driver_worker=rank == 0)
+        worker = NPUGraphWorker(
+            config,
+            local_rank=rank,
+            rank=rank,
+            distributed_init_method=f"tcp://127.0.0.1:{port}",
+            is_driver_worker=rank == 0,
+        )
         worker._init_device_and_groups()
         worker._select_kernels()
 

@@ -18,7 +18,9 @@ def fake_npu():
     sys.path.insert(0, str(FAKES))
     import fetch_contract
 
-    fetch_contract.fetch(Path(os.environ.get("VLLM_NPU_GRAPH_NPU_CONTRACT", FAKES.parents[1] / ".cache/torch-npu-contract")))
+    fetch_contract.fetch(
+        Path(os.environ.get("VLLM_NPU_GRAPH_NPU_CONTRACT", FAKES.parents[1] / ".cache/torch-npu-contract"))
+    )
     fake = importlib.import_module("torch_npu")
     from vllm_npu_graph.targets.npu import NPUTarget
 
@@ -55,8 +57,13 @@ def test_capture_and_replay_go_through_npugraph(fake_npu):
     graph.replay((moved,), {})
     assert torch.equal(static, moved)  # inputs that moved are copied into the captured ones
     names = [name for name, _ in fake.CALLS]
-    assert names == ["torch.npu.graph_pool_handle", "torch.npu.graph.__init__", "torch.npu.NPUGraph.capture_begin",
-                     "torch.npu.NPUGraph.capture_end", "torch.npu.NPUGraph.replay"]
+    assert names == [
+        "torch.npu.graph_pool_handle",
+        "torch.npu.graph.__init__",
+        "torch.npu.NPUGraph.capture_begin",
+        "torch.npu.NPUGraph.capture_end",
+        "torch.npu.NPUGraph.replay",
+    ]
     assert fake.CALLS[2][1] == {"pool": ("fake-pool",), "capture_error_mode": "global"}
 
 
@@ -107,8 +114,15 @@ def test_worker_init_hccl_groups_and_collectives_on_two_ranks():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     script = FAKES / "hccl_worker_check.py"
-    ranks = [subprocess.Popen([sys.executable, str(script), str(rank), "2", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(2)]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(rank), "2", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
     outputs = [proc.communicate(timeout=300)[0] for proc in ranks]
     for rank, (proc, out) in enumerate(zip(ranks, outputs)):
         assert proc.returncode == 0 and f"rank {rank}: ok" in out, out[-3000:]

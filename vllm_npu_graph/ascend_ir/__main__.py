@@ -21,8 +21,12 @@ _UNIQUE: list = []  # (key, Launch), inherited by the forked workers
 
 
 def _key(launch):
-    return (launch.name, tuple(sorted(launch.signature.items())),
-            tuple(sorted((k, repr(v)) for k, v in launch.constants.items())), launch.attrs.hash())
+    return (
+        launch.name,
+        tuple(sorted(launch.signature.items())),
+        tuple(sorted((k, repr(v)) for k, v in launch.constants.items())),
+        launch.attrs.hash(),
+    )
 
 
 def _lower(index):
@@ -67,19 +71,34 @@ def main(argv=None) -> int:
     rows, kept_ir = [], {}
     for i, ((key, launch), (res, seconds)) in enumerate(zip(_UNIQUE, results)):
         uses_dot = any("tl.dot(" in fn.src for fn in [launch.kernel, *checks.called_jit(launch.kernel)])
-        rows.append({"kernel": launch.name, "spec": _spec(launch), "from": labels[key], "uses_dot": uses_dot,
-                     "lowered": res.ok, "error": res.error, "mix_mode": res.mix_mode, "matmuls": res.matmuls,
-                     "unstructured": res.unstructured, "discrete_masks": res.discrete_masks,
-                     "seconds": round(seconds, 2)})
+        rows.append(
+            {
+                "kernel": launch.name,
+                "spec": _spec(launch),
+                "from": labels[key],
+                "uses_dot": uses_dot,
+                "lowered": res.ok,
+                "error": res.error,
+                "mix_mode": res.mix_mode,
+                "matmuls": res.matmuls,
+                "unstructured": res.unstructured,
+                "discrete_masks": res.discrete_masks,
+                "seconds": round(seconds, 2),
+            }
+        )
         if keep.get(launch.name) == i:
             kept_ir[launch.name] = res.ttadapter
     failures = [p for row in rows for p in checks.row_problems(row)]
-    failures += [f"{name} is never launched by the check (add its wrapper to ascend_ir/shapes.py)"
-                 for name in checks.unlaunched([launch.kernel for _, launch in _UNIQUE])]
+    failures += [
+        f"{name} is never launched by the check (add its wrapper to ascend_ir/shapes.py)"
+        for name in checks.unlaunched([launch.kernel for _, launch in _UNIQUE])
+    ]
     wall = time.perf_counter() - start
-    header = (f"triton-ascend {triton.__version__} front end (TTIR -> Linalg/HIVM), target {TARGET_ARCH}: "
-              f"{len(rows)} kernel specialisations from {sum(len(r['from']) for r in rows)} launches, "
-              f"{sum(r['lowered'] for r in rows)} lowered")
+    header = (
+        f"triton-ascend {triton.__version__} front end (TTIR -> Linalg/HIVM), target {TARGET_ARCH}: "
+        f"{len(rows)} kernel specialisations from {sum(len(r['from']) for r in rows)} launches, "
+        f"{sum(r['lowered'] for r in rows)} lowered"
+    )
     summary = report.summary(rows, header, failures)
     print(summary + f"({wall:.0f} s, {args.jobs} jobs)")
     if args.json:

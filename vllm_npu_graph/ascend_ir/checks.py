@@ -16,8 +16,9 @@ def row_problems(row) -> list:
         return [f"{tag} does not lower through triton-ascend: {row['error']}"]
     out = []
     if row["uses_dot"] and (row["mix_mode"] not in ("aic", "mix") or row["matmuls"] == 0):
-        out.append(f"{tag} uses tl.dot but reaches no cube core (mix_mode={row['mix_mode']}, "
-                   f"{row['matmuls']} linalg matmuls)")
+        out.append(
+            f"{tag} uses tl.dot but reaches no cube core (mix_mode={row['mix_mode']}, {row['matmuls']} linalg matmuls)"
+        )
     if not row["uses_dot"] and row["mix_mode"] != "aiv":
         out.append(f"{tag} is vector-only but mix_mode={row['mix_mode']}")
     if row["kernel"] not in PREFILL_ONLY:
@@ -28,8 +29,11 @@ def row_problems(row) -> list:
 
 def kernel_modules():
     """Every `kernels/*_triton.py` module: a new kernel file is covered automatically."""
-    return [importlib.import_module(f"{kernels_pkg.__name__}.{m.name}")
-            for m in pkgutil.iter_modules(kernels_pkg.__path__) if m.name.endswith("_triton")]
+    return [
+        importlib.import_module(f"{kernels_pkg.__name__}.{m.name}")
+        for m in pkgutil.iter_modules(kernels_pkg.__path__)
+        if m.name.endswith("_triton")
+    ]
 
 
 def called_jit(kernel) -> list:
@@ -37,8 +41,9 @@ def called_jit(kernel) -> list:
     from triton.runtime.jit import JITFunction
 
     words = set(kernel.src.replace("(", " ").replace(",", " ").split())
-    return [v for k, v in kernel.fn.__globals__.items()
-            if isinstance(v, JITFunction) and k in words and v is not kernel]
+    return [
+        v for k, v in kernel.fn.__globals__.items() if isinstance(v, JITFunction) and k in words and v is not kernel
+    ]
 
 
 def unlaunched(launched) -> list:
@@ -52,5 +57,9 @@ def unlaunched(launched) -> list:
         if id(fn) not in reached:
             reached.add(id(fn))
             todo += called_jit(fn)
-    return sorted(f"{m.__name__}.{name}" for m in kernel_modules() for name, v in vars(m).items()
-                  if isinstance(v, JITFunction) and id(v) not in reached)
+    return sorted(
+        f"{m.__name__}.{name}"
+        for m in kernel_modules()
+        for name, v in vars(m).items()
+        if isinstance(v, JITFunction) and id(v) not in reached
+    )

@@ -46,8 +46,11 @@ def lower(launch) -> Lowered:
         os.environ["TRITON_DISABLE_LINE_INFO"] = "0"  # keep source locations in the IR
         try:  # (the binary stage prints about the missing bishengir: not our finding)
             with contextlib.redirect_stdout(io.StringIO()):
-                triton.compile(ASTSource(launch.kernel, launch.signature, launch.constants, launch.attrs),
-                               target=npu_target(), options=launch.options)
+                triton.compile(
+                    ASTSource(launch.kernel, launch.signature, launch.constants, launch.attrs),
+                    target=npu_target(),
+                    options=launch.options,
+                )
             error = "compiled to a binary: unexpected without CANN"
         except Exception as exc:  # noqa: BLE001 - any front-end failure is the finding
             error = f"{type(exc).__name__}: {exc}"
@@ -122,7 +125,17 @@ def _discrete_mask_sites(ttir: str, workdir: str) -> list:
 
     src, dst = Path(workdir, "in.ttir"), Path(workdir, "out.ttir")
     src.write_text(ttir)
-    subprocess.run([_get_triton_adapter_opt_path(), str(src), "--discrete-mask-access-conversion",
-                    "--mlir-print-debuginfo", "-o", str(dst)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            _get_triton_adapter_opt_path(),
+            str(src),
+            "--discrete-mask-access-conversion",
+            "--mlir-print-debuginfo",
+            "-o",
+            str(dst),
+        ],
+        check=True,
+        capture_output=True,
+    )
     lost = _masked_sites(ttir) - _masked_sites(dst.read_text())
     return sorted(f"{op} {_describe(site)}" for op, site in lost if site)

@@ -44,13 +44,17 @@ def recording():
 
     def hook(*, compile, fn, **_):
         options = {k: compile[k] for k in ("num_warps", "num_stages", "num_ctas") if compile.get(k) is not None}
-        launches.append(Launch(fn.jit_function, dict(compile["signature"]), dict(compile["constants"]),
-                               compile["configs"][0], options))
+        launches.append(
+            Launch(
+                fn.jit_function, dict(compile["signature"]), dict(compile["constants"]), compile["configs"][0], options
+            )
+        )
         fn.jit_function.cache[0].clear()  # record every call, even a repeated specialisation
         return True  # skip compile and launch
 
-    fake = types.SimpleNamespace(get_current_device=lambda: 0, get_current_stream=lambda device=None: 0,
-                                 get_current_target=npu_target)
+    fake = types.SimpleNamespace(
+        get_current_device=lambda: 0, get_current_stream=lambda device=None: 0, get_current_target=npu_target
+    )
     previous_driver, previous_hook = driver.active, JITFunction.cache_hook
     driver.set_active(fake)
     JITFunction.cache_hook = hook

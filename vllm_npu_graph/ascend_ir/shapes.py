@@ -43,8 +43,9 @@ MODELS = (
 )
 # Attention is specialised on (head size, GQA group) only: the models' pairs plus
 # every head size x group 1/4/8.
-ATTENTION_SHAPES = sorted({(m.head_size, m.q_heads // m.kv_heads) for m in MODELS}
-                          | {(d, g) for d in (64, 96, 128) for g in (1, 4, 8)})
+ATTENTION_SHAPES = sorted(
+    {(m.head_size, m.q_heads // m.kv_heads) for m in MODELS} | {(d, g) for d in (64, 96, 128) for g in (1, 4, 8)}
+)
 BLOCK_SIZES = (16, 128)
 DTYPES = (torch.float16, torch.bfloat16)
 CONTEXT_BOUND = 8192  # tokens a block table row can address (the static decode bound)
@@ -61,7 +62,7 @@ def _kv_cache(blocks, block, kv_heads, d, dtype):
 
 def _attention(d, group, block, dtype):
     """(label, call) for decode with the most and the fewest KV splits and none, and prefill."""
-    scale = d ** -0.5
+    scale = d**-0.5
 
     def run(kv_heads, num_seqs, max_query_len):
         cache = _kv_cache(4, block, kv_heads, d, dtype)
@@ -70,8 +71,9 @@ def _attention(d, group, block, dtype):
         qsl = torch.arange(0, tokens + 1, max_query_len, dtype=torch.int32)
         seq_lens = torch.full((num_seqs,), CONTEXT_BOUND, dtype=torch.int32)
         table = torch.zeros(num_seqs, CONTEXT_BOUND // block, dtype=torch.int32)
-        attention_triton.paged_attention(q, cache, qsl, seq_lens, table, scale, None, max_query_len,
-                                         table=TABLE, max_seq_len=CONTEXT_BOUND)
+        attention_triton.paged_attention(
+            q, cache, qsl, seq_lens, table, scale, None, max_query_len, table=TABLE, max_seq_len=CONTEXT_BOUND
+        )
 
     # (KV heads, batch): a batch that fills the cube cores gets no KV split; one sequence
     # of one KV head (MQA or a tensor-parallel shard) the most; 8 KV heads at batch 1
@@ -96,13 +98,31 @@ def _fused(model: Model, block, dtype):
     cache = _kv_cache(4, block, hkv, d, dtype)
 
     def rope(write):
-        fused_triton.qkv_rope(qkv, pos, cos_sin, hq, hkv, d, norm, norm, 1e-6,
-                              cache if write else None, torch.zeros(t, dtype=torch.int64) if write else None,
-                              table=TABLE)
+        fused_triton.qkv_rope(
+            qkv,
+            pos,
+            cos_sin,
+            hq,
+            hkv,
+            d,
+            norm,
+            norm,
+            1e-6,
+            cache if write else None,
+            torch.zeros(t, dtype=torch.int64) if write else None,
+            table=TABLE,
+        )
 
-    yield "kv write", lambda: attention_triton.write_kv_cache(
-        torch.empty(t, hkv, d, dtype=dtype), torch.empty(t, hkv, d, dtype=dtype), cache,
-        torch.zeros(t, dtype=torch.int64), TABLE)
+    yield (
+        "kv write",
+        lambda: attention_triton.write_kv_cache(
+            torch.empty(t, hkv, d, dtype=dtype),
+            torch.empty(t, hkv, d, dtype=dtype),
+            cache,
+            torch.zeros(t, dtype=torch.int64),
+            TABLE,
+        ),
+    )
     yield "qkv_rope", lambda: rope(False)
     yield "qkv_rope+kv write", lambda: rope(True)
 

@@ -89,9 +89,7 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
         if kv_cache_dtype != "auto":
             problems.append(f"kv_cache_dtype={kv_cache_dtype}")
         if problems:
-            raise NotImplementedError(
-                f"vllm-npu-graph attention does not support: {', '.join(problems)}."
-            )
+            raise NotImplementedError(f"vllm-npu-graph attention does not support: {', '.join(problems)}.")
         self.num_heads = num_heads
         self.head_size = head_size
         self.scale = float(scale)
@@ -133,8 +131,19 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
             max_query_len, max_seq_len = 1, 0 if in_graph else m.max_seq_len
         else:
             max_query_len, max_seq_len = m.max_query_len, m.max_seq_len
-        output.copy_(ops.paged_attention(query, kv_cache, m.query_start_loc, m.seq_lens, m.block_table, self.scale,
-                                         self.sliding_window or 0, max_query_len, max_seq_len))
+        output.copy_(
+            ops.paged_attention(
+                query,
+                kv_cache,
+                m.query_start_loc,
+                m.seq_lens,
+                m.block_table,
+                self.scale,
+                self.sliding_window or 0,
+                max_query_len,
+                max_seq_len,
+            )
+        )
         return output
 
 

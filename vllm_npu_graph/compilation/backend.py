@@ -88,27 +88,45 @@ class NPUGraphCompiler(CompilerInterface):
         path = cache.lookup(self.key_digest, name)
         if path is None:
             status = cache.status(self.components, self.sources)
-            logger.info("npu_graph: compile cache miss for token range %s (entry %s): %s", compile_range,
-                        self.key_digest, status.get("reason", "no artifact for this graph"))
+            logger.info(
+                "npu_graph: compile cache miss for token range %s (entry %s): %s",
+                compile_range,
+                self.key_digest,
+                status.get("reason", "no artifact for this graph"),
+            )
             return None
         try:
             compiled = self.target.load_compiled(str(path), graph)
         except Exception as exc:  # an unloadable artifact is rebuilt, never fatal
-            logger.warning("npu_graph: could not load %s (%s: %s); removing it and compiling again.",
-                           path, type(exc).__name__, exc)
+            logger.warning(
+                "npu_graph: could not load %s (%s: %s); removing it and compiling again.", path, type(exc).__name__, exc
+            )
             cache.forget(self.key_digest, name)
             return None
         seconds = time.perf_counter() - start
         compile_events.append({"range": str(compile_range), "seconds": seconds, "source": "cache"})
-        logger.info("npu_graph: loaded the compiled decoder (token range %s) from the compile cache %s in %.2f s",
-                    compile_range, path, seconds)
+        logger.info(
+            "npu_graph: loaded the compiled decoder (token range %s) from the compile cache %s in %.2f s",
+            compile_range,
+            path,
+            seconds,
+        )
         return compiled
 
-    def compile(self, graph: fx.GraphModule, example_inputs: list[Any], compiler_config: dict[str, Any],
-                compile_range, key: str | None = None, look_up: bool = True):
+    def compile(
+        self,
+        graph: fx.GraphModule,
+        example_inputs: list[Any],
+        compiler_config: dict[str, Any],
+        compile_range,
+        key: str | None = None,
+        look_up: bool = True,
+    ):
         if self.target.capturing:
-            violation(f"the decoder was traced and compiled (token range {compile_range}) inside graph "
-                      "capture; compile on a warm-up run before the capture phase")
+            violation(
+                f"the decoder was traced and compiled (token range {compile_range}) inside graph "
+                "capture; compile on a warm-up run before the capture phase"
+            )
         graph_hash = hashlib.sha256(graph.code.encode()).hexdigest()[:12]
         name = f"range_{compile_range.start}_{compile_range.end}_{graph_hash}.bin"
         compiled = self._cached(name, graph, compile_range) if look_up else None
@@ -125,7 +143,10 @@ class NPUGraphCompiler(CompilerInterface):
         except Exception as exc:  # the eager path must stay available
             logger.error(
                 "npu_graph: compiling the decoder for token range %s failed (%s: %s); that range "
-                "runs the uncompiled graph eagerly.", compile_range, type(exc).__name__, exc,
+                "runs the uncompiled graph eagerly.",
+                compile_range,
+                type(exc).__name__,
+                exc,
             )
             return graph, None
         seconds = time.perf_counter() - start
@@ -135,13 +156,23 @@ class NPUGraphCompiler(CompilerInterface):
         logger.info(
             "npu_graph: compiled the whole decoder as one graph (%d nodes, %d attention ops, "
             "%d kv-cache writes, token range %s) with the %s target in %.1f s",
-            nodes, attn_counts["unified_attention_with_output"], attn_counts["unified_kv_cache_update"],
-            compile_range, self.target.name, seconds,
+            nodes,
+            attn_counts["unified_attention_with_output"],
+            attn_counts["unified_kv_cache_update"],
+            compile_range,
+            self.target.name,
+            seconds,
         )
         cache = getattr(self, "cache", None)
         meta = {"range": str(compile_range), "graph": graph_hash, "compile_s": round(seconds, 3)}
-        if cache is not None and cache.store(self.key_digest, name, self.components, self.sources,
-                                             lambda path: self.target.save_compiled(compiled, path), meta):
+        if cache is not None and cache.store(
+            self.key_digest,
+            name,
+            self.components,
+            self.sources,
+            lambda path: self.target.save_compiled(compiled, path),
+            meta,
+        ):
             logger.info("npu_graph: compiled decoder cached in %s", cache.entry(self.key_digest) / name)
             return compiled, (name, self.key_digest)
         return compiled, None

@@ -66,8 +66,10 @@ def source_files(group: str) -> list[Path]:
 def source_hashes() -> dict[str, dict[str, str]]:
     """{group: {relative path: sha256 of its bytes}}, read from disk now."""
     return {
-        group: {f.relative_to(PACKAGE_DIR).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:16]
-                for f in source_files(group)}
+        group: {
+            f.relative_to(PACKAGE_DIR).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+            for f in source_files(group)
+        }
         for group in SOURCE_GROUPS
     }
 
@@ -95,9 +97,16 @@ def weights_identity(model: str) -> str:
 # size, concurrency) or from our attention backend (layout): vLLM hashes them, so its own
 # hash of one configuration differs between the front end and the engine, and between
 # starts with different free memory. Our key hashes the configuration as given.
-RUNTIME_CACHE_FIELDS = ("num_gpu_blocks", "num_cpu_blocks", "kv_cache_size_tokens", "kv_cache_max_concurrency",
-                        "hash_block_size", "cache_hit_alignment_tokens", "kv_cache_layout",
-                        "effective_attention_block_size")
+RUNTIME_CACHE_FIELDS = (
+    "num_gpu_blocks",
+    "num_cpu_blocks",
+    "kv_cache_size_tokens",
+    "kv_cache_max_concurrency",
+    "hash_block_size",
+    "cache_hit_alignment_tokens",
+    "kv_cache_layout",
+    "effective_attention_block_size",
+)
 
 
 def engine_config_hash(vllm_config) -> str:

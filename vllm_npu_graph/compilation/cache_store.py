@@ -91,9 +91,14 @@ class CompileCache:
 
     def _disable(self, action: str, exc: OSError) -> None:
         if self.writable:
-            logger.warning("npu_graph: the compile cache folder %s is not writable (%s: %s); running "
-                           "without caching compiled code (set %s to a writable folder).",
-                           self.root, action, exc, envs.COMPILE_CACHE_DIR)
+            logger.warning(
+                "npu_graph: the compile cache folder %s is not writable (%s: %s); running "
+                "without caching compiled code (set %s to a writable folder).",
+                self.root,
+                action,
+                exc,
+                envs.COMPILE_CACHE_DIR,
+            )
         self.writable = False
 
     def entry(self, key_digest: str) -> Path:
@@ -114,8 +119,11 @@ class CompileCache:
         entry = self.entry(key_digest)
         manifest = read_manifest(entry)
         if manifest is None and (entry / MANIFEST).exists():
-            logger.warning("npu_graph: compile-cache manifest %s is truncated or corrupt; ignoring the entry "
-                           "(the next compile rewrites it).", entry / MANIFEST)
+            logger.warning(
+                "npu_graph: compile-cache manifest %s is truncated or corrupt; ignoring the entry "
+                "(the next compile rewrites it).",
+                entry / MANIFEST,
+            )
         record = (manifest or {}).get("artifacts", {}).get(name)
         if record is None:
             return None
@@ -126,8 +134,11 @@ class CompileCache:
             ok = False
         if ok:
             return path
-        logger.warning("npu_graph: compile-cache artifact %s is missing, truncated or corrupt (checksum "
-                       "mismatch); removing it and compiling again.", path)
+        logger.warning(
+            "npu_graph: compile-cache artifact %s is missing, truncated or corrupt (checksum "
+            "mismatch); removing it and compiling again.",
+            path,
+        )
         self.forget(key_digest, name)
         return None
 
@@ -159,8 +170,12 @@ class CompileCache:
             with self._locked(entry):
                 os.replace(tmp, entry / name)
                 manifest = read_manifest(entry) or {
-                    "format": FORMAT, "digest": key_digest, "components": components,
-                    "sources": sources, "created": time.time(), "artifacts": {},
+                    "format": FORMAT,
+                    "digest": key_digest,
+                    "components": components,
+                    "sources": sources,
+                    "created": time.time(),
+                    "artifacts": {},
                 }
                 manifest["artifacts"][name] = record
                 manifest["updated"] = time.time()
@@ -185,19 +200,50 @@ class CompileCache:
         entry = self.entry(key_digest)
         manifest = read_manifest(entry)
         if manifest and manifest.get("artifacts"):
-            bad = [n for n, r in manifest["artifacts"].items()
-                   if not (entry / n).is_file() or file_sha256(entry / n) != r["sha256"]]
+            bad = [
+                n
+                for n, r in manifest["artifacts"].items()
+                if not (entry / n).is_file() or file_sha256(entry / n) != r["sha256"]
+            ]
             if not bad:
-                return {"warm": True, "digest": key_digest, "entry": str(entry), "artifacts": sorted(manifest["artifacts"])}
-            return {"warm": False, "digest": key_digest, "entry": str(entry),
-                    "reason": f"corrupt or missing artifact(s): {', '.join(bad)}"}
-        candidates = [(cache_key.differing(m.get("components", {}), components, m.get("sources"), sources),
-                       -m.get("updated", 0), str(d)) for d, m in self.entries() if m.get("artifacts")]
+                return {
+                    "warm": True,
+                    "digest": key_digest,
+                    "entry": str(entry),
+                    "artifacts": sorted(manifest["artifacts"]),
+                }
+            return {
+                "warm": False,
+                "digest": key_digest,
+                "entry": str(entry),
+                "reason": f"corrupt or missing artifact(s): {', '.join(bad)}",
+            }
+        candidates = [
+            (
+                cache_key.differing(m.get("components", {}), components, m.get("sources"), sources),
+                -m.get("updated", 0),
+                str(d),
+            )
+            for d, m in self.entries()
+            if m.get("artifacts")
+        ]
         if not candidates:
-            return {"warm": False, "digest": key_digest, "entry": str(entry), "reason": "no cache entries", "differs": []}
+            return {
+                "warm": False,
+                "digest": key_digest,
+                "entry": str(entry),
+                "reason": "no cache entries",
+                "differs": [],
+            }
         best, _, nearest = min(candidates, key=lambda c: (len(c[0]), c[1]))
-        return {"warm": False, "digest": key_digest, "entry": str(entry), "nearest": nearest,
-                "differs": best, "reason": "differs from the nearest entry in: " + ", ".join(best)}
+        return {
+            "warm": False,
+            "digest": key_digest,
+            "entry": str(entry),
+            "nearest": nearest,
+            "differs": best,
+            "reason": "differs from the nearest entry in: " + ", ".join(best),
+        }
 
     def clear(self) -> tuple[int, int]:
         """Remove our entries (only folders with our manifest, or half-written ones of

@@ -116,15 +116,20 @@ class FrozenForwardContext:
         for layer, meta in self._each(self.metadata):
             if meta is not None and id(meta) not in proxies:
                 proxies[id(meta)] = _RecordingMetadata(meta, self.reads.setdefault(id(meta), {}))
-        ctx.attn_metadata = {layer: proxies.get(id(meta), meta) for layer, meta in self._each(self.metadata)} \
-            if isinstance(self.metadata, dict) else self.metadata
+        ctx.attn_metadata = (
+            {layer: proxies.get(id(meta), meta) for layer, meta in self._each(self.metadata)}
+            if isinstance(self.metadata, dict)
+            else self.metadata
+        )
         try:
             yield
         finally:
             ctx.attn_metadata = self.metadata
-            self.metadata_checks = [(layer, self.reads[id(meta)])
-                                    for layer, meta in self._first_layers(self.metadata).items()
-                                    if self.reads.get(id(meta))]
+            self.metadata_checks = [
+                (layer, self.reads[id(meta)])
+                for layer, meta in self._first_layers(self.metadata).items()
+                if self.reads.get(id(meta))
+            ]
             self.slot_checks = [(layer, _snapshot(t)) for layer, t in self._first_layers(self.slot_mapping).items()]
 
     @contextlib.contextmanager
@@ -148,14 +153,18 @@ class FrozenForwardContext:
             for field, (snap, reader) in reads.items():
                 now = _snapshot(getattr(meta, field, None))
                 if now != snap:
-                    violation(f"attention metadata '{field}' of {layer} changed since capture "
-                              f"(captured {_describe(snap)}, live {_describe(now)}); read by {reader}")
+                    violation(
+                        f"attention metadata '{field}' of {layer} changed since capture "
+                        f"(captured {_describe(snap)}, live {_describe(now)}); read by {reader}"
+                    )
         slots = ctx.slot_mapping if isinstance(ctx.slot_mapping, dict) else {}
         for layer, snap in self.slot_checks:
             tensor = slots.get(layer)
             if tensor is not None and _snapshot(tensor) != snap:
-                violation(f"slot mapping of {layer} is not at its captured address/shape; "
-                          "the graph would read the captured buffer")
+                violation(
+                    f"slot mapping of {layer} is not at its captured address/shape; "
+                    "the graph would read the captured buffer"
+                )
 
 
 def _describe(snap) -> str:
@@ -165,8 +174,12 @@ def _describe(snap) -> str:
 
 
 # Dispatcher ops that copy one tensor element to the host (item, bool(t), int(t), ...).
-_SYNC_OPS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.item.default,
-             torch.ops.aten.is_nonzero.default, torch.ops.aten.equal.default}
+_SYNC_OPS = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.item.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.equal.default,
+}
 # Tensor methods that copy to the host without going through the dispatcher.
 _SYNC_METHODS = {"Tensor.tolist", "TensorBase.tolist", "Tensor.numpy", "TensorBase.numpy"}
 _CPU_ONLY = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
@@ -178,8 +191,10 @@ class _HostSyncWatch(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _SYNC_OPS:
-            violation(f"host sync during graph capture ({func.__name__} in {_caller()}); "
-                      "a device graph can't read device data on the host while capturing")
+            violation(
+                f"host sync during graph capture ({func.__name__} in {_caller()}); "
+                "a device graph can't read device data on the host while capturing"
+            )
         if func.namespace not in ("aten", "prim", "prims") and not func.namespace.startswith("_C"):
             # A custom op's Python body runs below this mode: keep watching inside it.
             # (vLLM's C++ ops, `_C*`, are kernels: what they read is device-side.)
@@ -190,8 +205,10 @@ class _HostSyncWatch(TorchDispatchMode):
 
 def _profile_host_reads(frame, event, arg):
     if event == "c_call" and getattr(arg, "__qualname__", "") in _SYNC_METHODS:
-        violation(f"host sync during graph capture ({arg.__qualname__} in {_caller(1)}); "
-                  "a device graph can't read device data on the host while capturing")
+        violation(
+            f"host sync during graph capture ({arg.__qualname__} in {_caller(1)}); "
+            "a device graph can't read device data on the host while capturing"
+        )
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ def injected_capture_failure(num_tokens: int) -> Exception | None:
     capture needs grows with its size, so a memory limit hits every larger size too)."""
     for item in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
         item = item.strip()
-        if item.startswith("oom:") and num_tokens >= int(item[len("oom:"):]):
+        if item.startswith("oom:") and num_tokens >= int(item[len("oom:") :]):
             return torch.OutOfMemoryError(f"out of memory injected by {FAIL_CAPTURE_ENV}={item}")
         if item == str(num_tokens):
             return RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
@@ -126,7 +126,9 @@ class NPUGraphWrapper(torch.nn.Module):
                 if not _is_decode_batch(ctx):
                     self.fallbacks.record("a prefill or mixed batch (graphs serve decode batches)")
                 elif n is not None and n > self.max_capture_size:
-                    self.fallbacks.record(f"decode batch of more than {self.max_capture_size} tokens (the largest captured size)")
+                    self.fallbacks.record(
+                        f"decode batch of more than {self.max_capture_size} tokens (the largest captured size)"
+                    )
                 else:
                     self.fallbacks.record("a batch the graphs don't serve (graphs off for it)")
             return self.runnable(*args, **kwargs)

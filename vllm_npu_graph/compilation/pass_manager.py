@@ -55,5 +55,7 @@ class NPUGraphPassManager(CustomGraphPass):
     def uuid(self) -> bytes:
         """Inductor's cache key for this pass: the pass sources and their order, and our
         whole compile-cache key (compilation/cache_key.py)."""
-        files = tuple(sorted({Path(__file__)} | {Path(p.__code__.co_filename) for _, p in self.passes if hasattr(p, "__code__")}))
+        files = tuple(
+            sorted({Path(__file__)} | {Path(p.__code__.co_filename) for _, p in self.passes if hasattr(p, "__code__")})
+        )
         return get_hash_for_files(files) + ",".join(n for n, _ in self.passes).encode() + self.cache_salt.encode()

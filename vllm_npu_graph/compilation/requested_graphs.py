@@ -31,8 +31,12 @@ def check_requested_graphs(vllm_config) -> None:
     compilation = vllm_config.compilation_config
     mode = compilation.cudagraph_mode
     if mode is not None and mode.name not in SERVED_MODES:
-        raise setting_error(setting("cudagraph_mode"), " or ".join(SERVED_MODES), mode.name,
-                            f"{UNSERVED_WHY[mode.name]}; leave it unset (decode graphs) or set FULL_DECODE_ONLY")
+        raise setting_error(
+            setting("cudagraph_mode"),
+            " or ".join(SERVED_MODES),
+            mode.name,
+            f"{UNSERVED_WHY[mode.name]}; leave it unset (decode graphs) or set FULL_DECODE_ONLY",
+        )
     if mode == CUDAGraphMode.NONE or (mode is None and vllm_config.optimization_level == OptimizationLevel.O0):
         return  # no graphs (--enforce-eager, -O0): vLLM ignores and clears the sizes
     top = compilation.max_cudagraph_capture_size
@@ -50,6 +54,9 @@ def check_requested_graphs(vllm_config) -> None:
         raise setting_error(where, "distinct sizes", sizes, f"list {', '.join(map(str, repeated))} once")
     limit = vllm_config.scheduler_config.max_num_batched_tokens
     if limit is not None and (large := sorted({s for s in sizes if s > limit})):
-        raise setting_error(where, f"sizes <= max_num_batched_tokens ({limit})", sizes,
-                            f"drop {', '.join(map(str, large))} or raise --max-num-batched-tokens")
-
+        raise setting_error(
+            where,
+            f"sizes <= max_num_batched_tokens ({limit})",
+            sizes,
+            f"drop {', '.join(map(str, large))} or raise --max-num-batched-tokens",
+        )

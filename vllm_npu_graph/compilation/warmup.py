@@ -69,8 +69,9 @@ def run_engine(vllm_config) -> dict:
     from vllm.v1.engine.llm_engine import LLMEngine
 
     start = time.perf_counter()
-    engine = LLMEngine.from_vllm_config(vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
-                                        disable_log_stats=True)
+    engine = LLMEngine.from_vllm_config(
+        vllm_config, usage_context=UsageContext.OPENAI_API_SERVER, disable_log_stats=True
+    )
     startup_s = time.perf_counter() - start
     try:
         reports = engine.collective_rpc("warmup_report")
@@ -100,8 +101,10 @@ def table(result: dict) -> str:
     lines = [f"{'size':>6} {'reqs':>5} {'first run (compile/load) s':>27} {'capture s':>10} {'graph MiB':>10}"]
     for c in sorted(result["capture"], key=lambda c: c["size"]):
         note = "" if c["captured"] else f"  FAILED: {c['error']}"
-        lines.append(f"{c['size']:>6} {c['requests']:>5} {c['warmup_s']:>27.3f} {c['capture_s']:>10.3f} "
-                     f"{c['graph_bytes'] / 2**20:>10.1f}{note}")
+        lines.append(
+            f"{c['size']:>6} {c['requests']:>5} {c['warmup_s']:>27.3f} {c['capture_s']:>10.3f} "
+            f"{c['graph_bytes'] / 2**20:>10.1f}{note}"
+        )
     t, cache = result["totals"], result["cache"]
     lines += [
         f"decoder compile: {t['compilation_s']:.2f} s ({t['compile_source']}); engine start {t['engine_startup_s']:.2f} s",
@@ -128,28 +131,49 @@ def main(argv: list[str]) -> int:
         cache = CompileCache()
         if flags.clear:
             removed, freed = cache.clear()
-            print(f"vllm-npu-graph warmup: removed {removed} compile-cache entr{'y' if removed == 1 else 'ies'} "
-                  f"({freed / 2**20:.1f} MiB) from {cache.root}")
+            print(
+                f"vllm-npu-graph warmup: removed {removed} compile-cache entr{'y' if removed == 1 else 'ies'} "
+                f"({freed / 2**20:.1f} MiB) from {cache.root}"
+            )
             write_json(flags.json, {"cleared_entries": removed, "freed_bytes": freed, "folder": str(cache.root)})
             return 0
         vllm_config = engine_config(serve_args)
         components, sources = key_for(vllm_config)
         status = cache.status(components, sources)
-        base = {"model": vllm_config.model_config.model, "vllm_config_hash": vllm_config.compute_hash(),
-                "key": status["digest"], "components": components}
+        base = {
+            "model": vllm_config.model_config.model,
+            "vllm_config_hash": vllm_config.compute_hash(),
+            "key": status["digest"],
+            "components": components,
+        }
         if flags.check:
             word = "warm" if status["warm"] else "cold"
-            print(f"vllm-npu-graph warmup --check: {word} ({status['entry']})"
-                  + ("" if status["warm"] else f": {status['reason']}"))
+            print(
+                f"vllm-npu-graph warmup --check: {word} ({status['entry']})"
+                + ("" if status["warm"] else f": {status['reason']}")
+            )
             write_json(flags.json, {**base, "status": status})
             return WARM if status["warm"] else COLD
-        print(f"vllm-npu-graph warmup: cache {'warm' if status['warm'] else 'cold'} before start"
-              + ("" if status["warm"] else f" ({status['reason']})"), flush=True)
+        print(
+            f"vllm-npu-graph warmup: cache {'warm' if status['warm'] else 'cold'} before start"
+            + ("" if status["warm"] else f" ({status['reason']})"),
+            flush=True,
+        )
         report = run_engine(vllm_config)
         after = cache.status(components, sources)
-        result = {**base, "compile": report["compile"], "capture": report["capture"], "totals": summarize(report),
-                  "cache": {"folder": str(cache.root), "entry": after["entry"], "warm": after["warm"],
-                            "reason": after.get("reason", ""), "bytes": cache.size_bytes()}}
+        result = {
+            **base,
+            "compile": report["compile"],
+            "capture": report["capture"],
+            "totals": summarize(report),
+            "cache": {
+                "folder": str(cache.root),
+                "entry": after["entry"],
+                "warm": after["warm"],
+                "reason": after.get("reason", ""),
+                "bytes": cache.size_bytes(),
+            },
+        }
         print(table(result), flush=True)
         write_json(flags.json, result)
         return 0

@@ -15,9 +15,7 @@ def _token_major(kv_cache: torch.Tensor) -> torch.Tensor:
     return kv_cache.transpose(1, 2)
 
 
-def write_kv_cache(
-    key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor
-) -> None:
+def write_kv_cache(key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
     """Store each token's key/value at its slot; slot -1 marks a padding token. No host
     read: a padding row repeats the first real row's write (same slot, same data), or,
     when no row is real, rewrites slot 0 with what it holds."""
@@ -53,7 +51,11 @@ def gather_kv(
 def _attend(q, k, v, allowed, scale):
     """q [B, Hq, Q, D], k/v [B, Hkv, L, D], allowed [B, 1, Q, L] -> [B, Hq, Q, D] (fp32 softmax)."""
     return F.scaled_dot_product_attention(
-        q.float(), k.float(), v.float(), attn_mask=allowed, scale=scale,
+        q.float(),
+        k.float(),
+        v.float(),
+        attn_mask=allowed,
+        scale=scale,
         enable_gqa=q.shape[1] != k.shape[1],
     ).to(q.dtype)
 

@@ -19,9 +19,23 @@ def _pad(n: int) -> int:
 
 @triton.jit
 def _kv_write_kernel(
-    k_ptr, v_ptr, kv_ptr, slot_ptr, num_tokens,
-    s_kt, s_kh, s_vt, s_vh, s_cb, s_ch, s_cn,
-    HEADS: tl.constexpr, HEADS_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    k_ptr,
+    v_ptr,
+    kv_ptr,
+    slot_ptr,
+    num_tokens,
+    s_kt,
+    s_kh,
+    s_vt,
+    s_vh,
+    s_cb,
+    s_ch,
+    s_cn,
+    HEADS: tl.constexpr,
+    HEADS_PAD: tl.constexpr,
+    D: tl.constexpr,
+    D_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     h = tl.arange(0, HEADS_PAD)[:, None]
     d = tl.arange(0, D_PAD)[None, :]
@@ -41,17 +55,47 @@ def write_kv_cache(key, value, kv_cache, slot_mapping, table: LaunchTable) -> No
     assert kv_cache.stride(-1) == 1
     n, heads, d = slot_mapping.shape[0], key.shape[1], key.shape[2]
     _kv_write_kernel[table.grid(n, uses_dot=False)](
-        key, value, kv_cache, slot_mapping, n,
-        key.stride(0), key.stride(1), value.stride(0), value.stride(1),
-        kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2),
-        HEADS=heads, HEADS_PAD=triton.next_power_of_2(heads), D=d, D_PAD=triton.next_power_of_2(d),
+        key,
+        value,
+        kv_cache,
+        slot_mapping,
+        n,
+        key.stride(0),
+        key.stride(1),
+        value.stride(0),
+        value.stride(1),
+        kv_cache.stride(0),
+        kv_cache.stride(1),
+        kv_cache.stride(2),
+        HEADS=heads,
+        HEADS_PAD=triton.next_power_of_2(heads),
+        D=d,
+        D_PAD=triton.next_power_of_2(d),
         BLOCK=kv_cache.shape[2],
     )
 
 
 @triton.jit
-def _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale, m, l, acc,
-                 D: tl.constexpr, D_PAD: tl.constexpr, TILE: tl.constexpr, UPCAST: tl.constexpr):
+def _attend_tile(
+    q,
+    kv_ptr,
+    phys,
+    sub,
+    kv_head,
+    s_cb,
+    s_ch,
+    s_cn,
+    kvalid,
+    kmask,
+    scale,
+    m,
+    l,
+    acc,
+    D: tl.constexpr,
+    D_PAD: tl.constexpr,
+    TILE: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
     """One KV tile (TILE tokens at offset sub*TILE of a cache block) of online softmax:
     q [M, D_PAD] against its keys; kvalid [TILE] marks slots holding tokens, kmask
     [M, TILE] the allowed pairs."""
@@ -80,11 +124,34 @@ def _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask,
 
 @triton.jit
 def _decode_kernel(
-    q_ptr, kv_ptr, out_ptr, bt_ptr, seq_lens_ptr, qsl_ptr, part_ptr, stats_ptr,
-    num_seqs, num_kv_heads, scale, window,
-    s_qt, s_qh, s_ot, s_oh, s_cb, s_ch, s_cn, s_bt,
-    GROUP: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr,
-    TILE: tl.constexpr, SPLITS: tl.constexpr, UPCAST: tl.constexpr,
+    q_ptr,
+    kv_ptr,
+    out_ptr,
+    bt_ptr,
+    seq_lens_ptr,
+    qsl_ptr,
+    part_ptr,
+    stats_ptr,
+    num_seqs,
+    num_kv_heads,
+    scale,
+    window,
+    s_qt,
+    s_qh,
+    s_ot,
+    s_oh,
+    s_cb,
+    s_ch,
+    s_cn,
+    s_bt,
+    GROUP: tl.constexpr,
+    G_PAD: tl.constexpr,
+    D: tl.constexpr,
+    D_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
+    TILE: tl.constexpr,
+    SPLITS: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):
     g = tl.arange(0, G_PAD)
     d = tl.arange(0, D_PAD)
@@ -114,12 +181,33 @@ def _decode_kernel(
                 kpos = j * BLOCK + sub * TILE + tl.arange(0, TILE)
                 kvalid = kpos < seq_len
                 kmask = (kvalid & ((kpos > seq_len - 1 - window) | (window <= 0)))[None, :]
-                m, l, acc = _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale,
-                                         m, l, acc, D, D_PAD, TILE, UPCAST)
+                m, l, acc = _attend_tile(
+                    q,
+                    kv_ptr,
+                    phys,
+                    sub,
+                    kv_head,
+                    s_cb,
+                    s_ch,
+                    s_cn,
+                    kvalid,
+                    kmask,
+                    scale,
+                    m,
+                    l,
+                    acc,
+                    D,
+                    D_PAD,
+                    TILE,
+                    UPCAST,
+                )
         if SPLITS == 1:
             out = tl.where(l[:, None] > 0, acc / tl.where(l > 0, l, 1.0)[:, None], 0.0)
-            tl.store(out_ptr + token * s_ot + q_heads[:, None] * s_oh + d[None, :],
-                     out.to(out_ptr.dtype.element_ty), mask=rows)
+            tl.store(
+                out_ptr + token * s_ot + q_heads[:, None] * s_oh + d[None, :],
+                out.to(out_ptr.dtype.element_ty),
+                mask=rows,
+            )
         else:
             row = (seq * num_kv_heads + kv_head) * SPLITS + split
             tl.store(part_ptr + (row * G_PAD + g[:, None]) * D_PAD + d[None, :], acc)
@@ -129,8 +217,19 @@ def _decode_kernel(
 
 @triton.jit
 def _decode_reduce_kernel(
-    out_ptr, qsl_ptr, part_ptr, stats_ptr, num_seqs, num_kv_heads, s_ot, s_oh,
-    GROUP: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, SPLITS: tl.constexpr,
+    out_ptr,
+    qsl_ptr,
+    part_ptr,
+    stats_ptr,
+    num_seqs,
+    num_kv_heads,
+    s_ot,
+    s_oh,
+    GROUP: tl.constexpr,
+    G_PAD: tl.constexpr,
+    D: tl.constexpr,
+    D_PAD: tl.constexpr,
+    SPLITS: tl.constexpr,
 ):
     """Combines the split-KV partials (acc, max, sum) of one (seq, kv_head)."""
     g = tl.arange(0, G_PAD)
@@ -152,17 +251,42 @@ def _decode_reduce_kernel(
             acc += tl.load(part_ptr + (row * G_PAD + g[:, None]) * D_PAD + d[None, :]) * scale[:, None]
         out = tl.where(l[:, None] > 0, acc / tl.where(l > 0, l, 1.0)[:, None], 0.0)
         mask = (g[:, None] < GROUP * num_q) & (g[:, None] < GROUP) & (d[None, :] < D)
-        tl.store(out_ptr + token * s_ot + (kv_head * GROUP + g[:, None]) * s_oh + d[None, :],
-                 out.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(
+            out_ptr + token * s_ot + (kv_head * GROUP + g[:, None]) * s_oh + d[None, :],
+            out.to(out_ptr.dtype.element_ty),
+            mask=mask,
+        )
 
 
 @triton.jit
 def _prefill_kernel(
-    q_ptr, kv_ptr, out_ptr, bt_ptr, seq_lens_ptr, qsl_ptr,
-    num_seqs, num_kv_heads, m_blocks, scale, window,
-    s_qt, s_qh, s_ot, s_oh, s_cb, s_ch, s_cn, s_bt,
-    GROUP: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr,
-    TOKENS: tl.constexpr, TILE: tl.constexpr, UPCAST: tl.constexpr,
+    q_ptr,
+    kv_ptr,
+    out_ptr,
+    bt_ptr,
+    seq_lens_ptr,
+    qsl_ptr,
+    num_seqs,
+    num_kv_heads,
+    m_blocks,
+    scale,
+    window,
+    s_qt,
+    s_qh,
+    s_ot,
+    s_oh,
+    s_cb,
+    s_ch,
+    s_cn,
+    s_bt,
+    GROUP: tl.constexpr,
+    G_PAD: tl.constexpr,
+    D: tl.constexpr,
+    D_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
+    TOKENS: tl.constexpr,
+    TILE: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):
     """One task per (request, KV head, block of TOKENS query tokens). Its rows are the
     TOKENS x G_PAD (token, query head of the group) pairs, so each KV tile is loaded
@@ -203,11 +327,32 @@ def _prefill_kernel(
                     kvalid = kpos < seq_len
                     kmask = (kpos[None, :] <= qpos[:, None]) & kvalid[None, :] & row_ok[:, None]
                     kmask = kmask & ((kpos[None, :] > qpos[:, None] - window) | (window <= 0))
-                    m, l, acc = _attend_tile(q, kv_ptr, phys, sub, kv_head, s_cb, s_ch, s_cn, kvalid, kmask, scale,
-                                             m, l, acc, D, D_PAD, TILE, UPCAST)
+                    m, l, acc = _attend_tile(
+                        q,
+                        kv_ptr,
+                        phys,
+                        sub,
+                        kv_head,
+                        s_cb,
+                        s_ch,
+                        s_cn,
+                        kvalid,
+                        kmask,
+                        scale,
+                        m,
+                        l,
+                        acc,
+                        D,
+                        D_PAD,
+                        TILE,
+                        UPCAST,
+                    )
             out = tl.where(l[:, None] > 0, acc / tl.where(l > 0, l, 1.0)[:, None], 0.0)
-            tl.store(out_ptr + (q_start + tok) * s_ot + head3 * s_oh + d3,
-                     tl.reshape(out, [TOKENS, G_PAD, D_PAD]).to(out_ptr.dtype.element_ty), mask=mask3)
+            tl.store(
+                out_ptr + (q_start + tok) * s_ot + head3 * s_oh + d3,
+                tl.reshape(out, [TOKENS, G_PAD, D_PAD]).to(out_ptr.dtype.element_ty),
+                mask=mask3,
+            )
 
 
 def decode_splits(table: LaunchTable, tasks: int, block: int, bound: int) -> int:
@@ -221,8 +366,19 @@ def decode_splits(table: LaunchTable, tasks: int, block: int, bound: int) -> int
     return min(table.max_kv_splits, triton.cdiv(cap, tasks), triton.cdiv(bound, block))
 
 
-def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window=None,
-                    max_query_len=None, *, table: LaunchTable, max_seq_len: int | None = None):
+def paged_attention(
+    query,
+    kv_cache,
+    query_start_loc,
+    seq_lens,
+    block_table,
+    scale,
+    sliding_window=None,
+    max_query_len=None,
+    *,
+    table: LaunchTable,
+    max_seq_len: int | None = None,
+):
     """Triton twin of attention_reference.paged_attention. Decode-only batches
     (max_query_len == 1) use the decode kernel, split over the KV length when the
     batch is too small to fill the device; anything else the prefill kernel.
@@ -238,8 +394,18 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
         max_query_len = int((query_start_loc[1:] - query_start_loc[:-1]).max()) if num_seqs else 0
     if num_seqs == 0 or max_query_len == 0:
         return out
-    common = (scale, window, query.stride(0), query.stride(1), out.stride(0), out.stride(1),
-              kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), block_table.stride(0))
+    common = (
+        scale,
+        window,
+        query.stride(0),
+        query.stride(1),
+        out.stride(0),
+        out.stride(1),
+        kv_cache.stride(0),
+        kv_cache.stride(1),
+        kv_cache.stride(2),
+        block_table.stride(0),
+    )
     if max_query_len == 1:
         tasks = num_seqs * num_kv_heads
         splits = decode_splits(table, tasks, block, block_table.shape[1] * block)
@@ -249,16 +415,42 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
             part = torch.empty(tasks * splits * g_pad * d_pad, dtype=torch.float32, device=query.device)
             stats = torch.empty(tasks * splits * g_pad * 2, dtype=torch.float32, device=query.device)
         _decode_kernel[table.grid(tasks * splits, uses_dot=True)](
-            query, kv_cache, out, block_table, seq_lens, query_start_loc, part, stats,
-            num_seqs, num_kv_heads, *common,
-            GROUP=group, G_PAD=g_pad, D=d, D_PAD=d_pad, BLOCK=block,
-            TILE=table.kv_tile(block, g_pad, d_pad, kv_cache.element_size()), SPLITS=splits, UPCAST=table.upcast_dot,
+            query,
+            kv_cache,
+            out,
+            block_table,
+            seq_lens,
+            query_start_loc,
+            part,
+            stats,
+            num_seqs,
+            num_kv_heads,
+            *common,
+            GROUP=group,
+            G_PAD=g_pad,
+            D=d,
+            D_PAD=d_pad,
+            BLOCK=block,
+            TILE=table.kv_tile(block, g_pad, d_pad, kv_cache.element_size()),
+            SPLITS=splits,
+            UPCAST=table.upcast_dot,
             **table.dot_options(),
         )
         if splits > 1:
             _decode_reduce_kernel[table.grid(tasks, uses_dot=False)](
-                out, query_start_loc, part, stats, num_seqs, num_kv_heads, out.stride(0), out.stride(1),
-                GROUP=group, G_PAD=g_pad, D=d, D_PAD=d_pad, SPLITS=splits,
+                out,
+                query_start_loc,
+                part,
+                stats,
+                num_seqs,
+                num_kv_heads,
+                out.stride(0),
+                out.stride(1),
+                GROUP=group,
+                G_PAD=g_pad,
+                D=d,
+                D_PAD=d_pad,
+                SPLITS=splits,
             )
         return out
     g_pad = triton.next_power_of_2(group)
@@ -267,10 +459,24 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
     tokens = rows // g_pad
     m_blocks = triton.cdiv(max_query_len, tokens)
     _prefill_kernel[table.grid(num_seqs * num_kv_heads * m_blocks, uses_dot=True)](
-        query, kv_cache, out, block_table, seq_lens, query_start_loc,
-        num_seqs, num_kv_heads, m_blocks, *common,
-        GROUP=group, G_PAD=g_pad, D=d, D_PAD=_pad(d), BLOCK=block, TOKENS=tokens,
-        TILE=table.kv_tile(block, rows, _pad(d), kv_cache.element_size()), UPCAST=table.upcast_dot,
+        query,
+        kv_cache,
+        out,
+        block_table,
+        seq_lens,
+        query_start_loc,
+        num_seqs,
+        num_kv_heads,
+        m_blocks,
+        *common,
+        GROUP=group,
+        G_PAD=g_pad,
+        D=d,
+        D_PAD=_pad(d),
+        BLOCK=block,
+        TOKENS=tokens,
+        TILE=table.kv_tile(block, rows, _pad(d), kv_cache.element_size()),
+        UPCAST=table.upcast_dot,
         **table.dot_options(),
     )
     return out

@@ -9,8 +9,22 @@ from vllm_npu_graph.kernels.launch import LaunchTable
 
 
 @triton.jit
-def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, y_ptr, sum_ptr, rows, n, s_x, s_r, s_y, s_s, eps,
-                     HAS_RESIDUAL: tl.constexpr, N_PAD: tl.constexpr):
+def _rms_norm_kernel(
+    x_ptr,
+    r_ptr,
+    w_ptr,
+    y_ptr,
+    sum_ptr,
+    rows,
+    n,
+    s_x,
+    s_r,
+    s_y,
+    s_s,
+    eps,
+    HAS_RESIDUAL: tl.constexpr,
+    N_PAD: tl.constexpr,
+):
     c = tl.arange(0, N_PAD)
     mask = c < n
     w = tl.load(w_ptr + c, mask=mask, other=0.0).to(tl.float32)
@@ -29,8 +43,20 @@ def rms_norm(x, weight, eps, *, table: LaunchTable):
     x2 = x.reshape(-1, x.shape[-1])
     y = torch.empty_like(x2)
     _rms_norm_kernel[table.grid(x2.shape[0], uses_dot=False)](
-        x2, x2, weight, y, y, x2.shape[0], x2.shape[1], x2.stride(0), 0, y.stride(0), 0, eps,
-        HAS_RESIDUAL=False, N_PAD=triton.next_power_of_2(x2.shape[1]),
+        x2,
+        x2,
+        weight,
+        y,
+        y,
+        x2.shape[0],
+        x2.shape[1],
+        x2.stride(0),
+        0,
+        y.stride(0),
+        0,
+        eps,
+        HAS_RESIDUAL=False,
+        N_PAD=triton.next_power_of_2(x2.shape[1]),
     )
     return y.reshape(x.shape)
 
@@ -39,8 +65,20 @@ def add_rms_norm(x, residual, weight, eps, *, table: LaunchTable):
     x2, r2 = x.reshape(-1, x.shape[-1]), residual.reshape(-1, x.shape[-1])
     y, summed = torch.empty_like(x2), torch.empty_like(x2)
     _rms_norm_kernel[table.grid(x2.shape[0], uses_dot=False)](
-        x2, r2, weight, y, summed, x2.shape[0], x2.shape[1], x2.stride(0), r2.stride(0), y.stride(0),
-        summed.stride(0), eps, HAS_RESIDUAL=True, N_PAD=triton.next_power_of_2(x2.shape[1]),
+        x2,
+        r2,
+        weight,
+        y,
+        summed,
+        x2.shape[0],
+        x2.shape[1],
+        x2.stride(0),
+        r2.stride(0),
+        y.stride(0),
+        summed.stride(0),
+        eps,
+        HAS_RESIDUAL=True,
+        N_PAD=triton.next_power_of_2(x2.shape[1]),
     )
     return y.reshape(x.shape), summed.reshape(x.shape)
 
@@ -62,14 +100,28 @@ def swiglu(x, *, table: LaunchTable):
     n = x2.shape[1] // 2
     y = torch.empty(x2.shape[0], n, dtype=x.dtype, device=x.device)
     _swiglu_kernel[table.grid(x2.shape[0], uses_dot=False)](
-        x2, y, x2.shape[0], n, x2.stride(0), y.stride(0), BLOCK=min(1024, triton.next_power_of_2(n)),
+        x2,
+        y,
+        x2.shape[0],
+        n,
+        x2.stride(0),
+        y.stride(0),
+        BLOCK=min(1024, triton.next_power_of_2(n)),
     )
     return y.reshape(*x.shape[:-1], n)
 
 
 @triton.jit
-def _pieces(base, offs, rows, HALF: tl.constexpr, HALF_PAD: tl.constexpr, ROT: tl.constexpr, D: tl.constexpr,
-            TAIL_PAD: tl.constexpr):
+def _pieces(
+    base,
+    offs,
+    rows,
+    HALF: tl.constexpr,
+    HALF_PAD: tl.constexpr,
+    ROT: tl.constexpr,
+    D: tl.constexpr,
+    TAIL_PAD: tl.constexpr,
+):
     """Loads the three pieces of the heads at base + offs ([HB, 1]; rows masks them): the
     rotary halves [0, ROT/2), [ROT/2, ROT) and the unrotated tail [ROT, D), as fp32."""
     c = tl.arange(0, HALF_PAD)[None, :]
@@ -84,8 +136,19 @@ def _pieces(base, offs, rows, HALF: tl.constexpr, HALF_PAD: tl.constexpr, ROT: t
 
 
 @triton.jit
-def _store_pieces(base, offs, rows, y1, y2, yt, HALF: tl.constexpr, HALF_PAD: tl.constexpr, ROT: tl.constexpr,
-                  D: tl.constexpr, TAIL_PAD: tl.constexpr):
+def _store_pieces(
+    base,
+    offs,
+    rows,
+    y1,
+    y2,
+    yt,
+    HALF: tl.constexpr,
+    HALF_PAD: tl.constexpr,
+    ROT: tl.constexpr,
+    D: tl.constexpr,
+    TAIL_PAD: tl.constexpr,
+):
     """Stores the pieces `_pieces` loads, in base's dtype."""
     c = tl.arange(0, HALF_PAD)[None, :]
     ty = base.dtype.element_ty
@@ -104,11 +167,40 @@ def _head_norm(x, inv, w, rows, dtype_ptr):
 
 
 @triton.jit
-def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, v_ptr, kv_ptr, slot_ptr,
-                     tokens, num_slots, s_t, s_cache, s_q, s_k, s_v, s_cb, s_ch, s_cn, eps,
-                     HQ: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, HALF_PAD: tl.constexpr,
-                     TAIL_PAD: tl.constexpr, HB: tl.constexpr, ROT: tl.constexpr, HAS_Q_NORM: tl.constexpr,
-                     HAS_K_NORM: tl.constexpr, WRITE_KV: tl.constexpr, BLOCK: tl.constexpr):
+def _qkv_rope_kernel(
+    qkv_ptr,
+    pos_ptr,
+    cache_ptr,
+    qw_ptr,
+    kw_ptr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    kv_ptr,
+    slot_ptr,
+    tokens,
+    num_slots,
+    s_t,
+    s_cache,
+    s_q,
+    s_k,
+    s_v,
+    s_cb,
+    s_ch,
+    s_cn,
+    eps,
+    HQ: tl.constexpr,
+    HKV: tl.constexpr,
+    D: tl.constexpr,
+    HALF_PAD: tl.constexpr,
+    TAIL_PAD: tl.constexpr,
+    HB: tl.constexpr,
+    ROT: tl.constexpr,
+    HAS_Q_NORM: tl.constexpr,
+    HAS_K_NORM: tl.constexpr,
+    WRITE_KV: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """One task per (token, block of HB heads) over the q, k and v heads: split, per-head
     norm, RoPE; with WRITE_KV, k and v heads also go to their KV-cache slot (-1 = padding).
     Rotate-half pairs feature i with i + ROT/2, so each head is handled as its two
@@ -152,12 +244,26 @@ def _qkv_rope_kernel(qkv_ptr, pos_ptr, cache_ptr, qw_ptr, kw_ptr, q_ptr, k_ptr, 
             if slot >= 0:
                 row = (slot // BLOCK) * s_cb + (slot % BLOCK) * s_cn
                 _store_pieces(kv_ptr, row + (h - HQ) * s_ch, is_k, y1, y2, xt, HALF, HALF_PAD, ROT, D, TAIL_PAD)
-                _store_pieces(kv_ptr, row + (h - HQ - HKV) * s_ch + D, is_v, y1, y2, xt, HALF, HALF_PAD, ROT, D,
-                              TAIL_PAD)
+                _store_pieces(
+                    kv_ptr, row + (h - HQ - HKV) * s_ch + D, is_v, y1, y2, xt, HALF, HALF_PAD, ROT, D, TAIL_PAD
+                )
 
 
-def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight=None,
-             k_norm_weight=None, eps=1e-6, kv_cache=None, slot_mapping=None, *, table: LaunchTable):
+def qkv_rope(
+    qkv,
+    positions,
+    cos_sin_cache,
+    num_heads,
+    num_kv_heads,
+    head_size,
+    q_norm_weight=None,
+    k_norm_weight=None,
+    eps=1e-6,
+    kv_cache=None,
+    slot_mapping=None,
+    *,
+    table: LaunchTable,
+):
     t = qkv.shape[0]
     q = torch.empty(t, num_heads, head_size, dtype=qkv.dtype, device=qkv.device)
     k = torch.empty(t, num_kv_heads, head_size, dtype=qkv.dtype, device=qkv.device)
@@ -168,14 +274,35 @@ def qkv_rope(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, 
     rot = cos_sin_cache.shape[-1]
     head_block = min(8, triton.next_power_of_2(heads))
     _qkv_rope_kernel[table.grid(t * triton.cdiv(heads, head_block), uses_dot=False)](
-        qkv, positions, cos_sin_cache,
-        q_norm_weight if q_norm_weight is not None else qkv, k_norm_weight if k_norm_weight is not None else qkv,
-        q, k, v, kv_cache if write else qkv, slot_mapping if write else positions,
-        t, slot_mapping.shape[0] if write else 0,
-        qkv.stride(0), cos_sin_cache.stride(0), q.stride(0), k.stride(0), v.stride(0), *cache_strides, eps,
-        HQ=num_heads, HKV=num_kv_heads, D=head_size, HALF_PAD=triton.next_power_of_2(rot // 2),
-        TAIL_PAD=triton.next_power_of_2(max(1, head_size - rot)), HB=head_block, ROT=rot,
-        HAS_Q_NORM=q_norm_weight is not None, HAS_K_NORM=k_norm_weight is not None, WRITE_KV=write,
+        qkv,
+        positions,
+        cos_sin_cache,
+        q_norm_weight if q_norm_weight is not None else qkv,
+        k_norm_weight if k_norm_weight is not None else qkv,
+        q,
+        k,
+        v,
+        kv_cache if write else qkv,
+        slot_mapping if write else positions,
+        t,
+        slot_mapping.shape[0] if write else 0,
+        qkv.stride(0),
+        cos_sin_cache.stride(0),
+        q.stride(0),
+        k.stride(0),
+        v.stride(0),
+        *cache_strides,
+        eps,
+        HQ=num_heads,
+        HKV=num_kv_heads,
+        D=head_size,
+        HALF_PAD=triton.next_power_of_2(rot // 2),
+        TAIL_PAD=triton.next_power_of_2(max(1, head_size - rot)),
+        HB=head_block,
+        ROT=rot,
+        HAS_Q_NORM=q_norm_weight is not None,
+        HAS_K_NORM=k_norm_weight is not None,
+        WRITE_KV=write,
         BLOCK=kv_cache.shape[2] if write else 1,
     )
     return q, k, v

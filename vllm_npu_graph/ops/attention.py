@@ -18,8 +18,10 @@ from vllm_npu_graph.ops import kernel_choice
 from vllm_npu_graph.ops.library import op
 
 
-@op("reshape_and_cache(Tensor key, Tensor value, Tensor(a!) kv_cache, Tensor slot_mapping) -> ()",
-    fake=lambda key, value, kv_cache, slot_mapping: None)
+@op(
+    "reshape_and_cache(Tensor key, Tensor value, Tensor(a!) kv_cache, Tensor slot_mapping) -> ()",
+    fake=lambda key, value, kv_cache, slot_mapping: None,
+)
 def reshape_and_cache(key, value, kv_cache, slot_mapping):
     kernel_choice.impls["write_kv_cache"](key, value, kv_cache, slot_mapping)
 
@@ -27,11 +29,14 @@ def reshape_and_cache(key, value, kv_cache, slot_mapping):
 # Attention of each request's query rows over its cached sequence; rows of no request
 # are zero. max_query_len == 1 marks a decode batch; max_seq_len is a host hint (0 in
 # graphs: kernels bound the context by the block table's width).
-@op("paged_attention(Tensor query, Tensor kv_cache, Tensor query_start_loc, Tensor seq_lens, Tensor block_table, "
+@op(
+    "paged_attention(Tensor query, Tensor kv_cache, Tensor query_start_loc, Tensor seq_lens, Tensor block_table, "
     "float scale, SymInt sliding_window, SymInt max_query_len, SymInt max_seq_len) -> Tensor",
-    fake=lambda query, *rest: query.new_empty(query.shape))
-def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, max_query_len,
-                    max_seq_len):
+    fake=lambda query, *rest: query.new_empty(query.shape),
+)
+def paged_attention(
+    query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, max_query_len, max_seq_len
+):
     window = sliding_window if sliding_window > 0 else None
     return kernel_choice.impls["paged_attention"](
         query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len, max_seq_len
@@ -40,8 +45,15 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
 
 @torch.library.custom_op("npu_graph::qkv_rope_kv_write", mutates_args=())
 def qkv_rope_kv_write(
-    qkv: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor, num_heads: int, num_kv_heads: int,
-    head_size: int, q_norm_weight: torch.Tensor | None, k_norm_weight: torch.Tensor | None, eps: float,
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    cos_sin_cache: torch.Tensor,
+    num_heads: int,
+    num_kv_heads: int,
+    head_size: int,
+    q_norm_weight: torch.Tensor | None,
+    k_norm_weight: torch.Tensor | None,
+    eps: float,
     layer_name: LayerNameType,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """npu_graph::qkv_rope that also writes the rotated keys and the values to the
@@ -50,16 +62,31 @@ def qkv_rope_kv_write(
     _, _, kv_cache, slot_mapping = get_attention_context(_resolve_layer_name(layer_name))
     if slot_mapping is None:  # no KV cache yet (profiling run)
         kv_cache = None
-    q, k, v = kernel_choice.impls["qkv_rope"](qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size,
-                                              q_norm_weight, k_norm_weight, eps, kv_cache, slot_mapping)
+    q, k, v = kernel_choice.impls["qkv_rope"](
+        qkv,
+        positions,
+        cos_sin_cache,
+        num_heads,
+        num_kv_heads,
+        head_size,
+        q_norm_weight,
+        k_norm_weight,
+        eps,
+        kv_cache,
+        slot_mapping,
+    )
     return q, k, v, qkv.new_empty(0)
 
 
 @qkv_rope_kv_write.register_fake
 def _(qkv, positions, cos_sin_cache, num_heads, num_kv_heads, head_size, q_norm_weight, k_norm_weight, eps, layer_name):
     t = qkv.shape[0]
-    return (qkv.new_empty(t, num_heads, head_size), qkv.new_empty(t, num_kv_heads, head_size),
-            qkv.new_empty(t, num_kv_heads, head_size), qkv.new_empty(0))
+    return (
+        qkv.new_empty(t, num_heads, head_size),
+        qkv.new_empty(t, num_kv_heads, head_size),
+        qkv.new_empty(t, num_kv_heads, head_size),
+        qkv.new_empty(0),
+    )
 
 
 @torch.library.custom_op("npu_graph::attention", mutates_args=())

@@ -26,7 +26,8 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
 
         resolved = {
             "paged_attention": lambda q, kv, qsl, lens, bt, scale, window, max_q, max_s: attn.paged_attention(
-                q, kv, qsl, lens, bt, scale, window, max_q, max_s),
+                q, kv, qsl, lens, bt, scale, window, max_q, max_s
+            ),
             "write_kv_cache": attn.write_kv_cache,
             "linear": torch.nn.functional.linear,
             "rms_norm": fused.rms_norm,
@@ -40,7 +41,8 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
 
         resolved = {
             "paged_attention": lambda q, kv, qsl, lens, bt, scale, window, max_q, max_s: attn.paged_attention(
-                q, kv, qsl, lens, bt, scale, window, max_q, table=table, max_seq_len=max_s),
+                q, kv, qsl, lens, bt, scale, window, max_q, table=table, max_seq_len=max_s
+            ),
             "write_kv_cache": partial(attn.write_kv_cache, table=table),
             "linear": torch.nn.functional.linear,
             "rms_norm": partial(fused.rms_norm, table=table),

@@ -41,8 +41,9 @@ def run(graph: fx.Graph) -> int:
         if buffer.meta["val"].dim() != 2 or buffer.meta["val"].shape[1] != h * d:
             continue
         with graph.inserting_before(node):
-            new = graph.call_function(torch.ops.npu_graph.attention.default,
-                                      (query, kw["kv_cache_dummy_dep"], kw["layer_name"]))
+            new = graph.call_function(
+                torch.ops.npu_graph.attention.default, (query, kw["kv_cache_dummy_dep"], kw["layer_name"])
+            )
         for user in users:
             replace_node(user, new)
             graph.erase_node(user)

@@ -16,8 +16,13 @@ NEEDS_IR_WRAP = False
 DEFAULT_ON = ("npu",)
 
 # Clones are not listed: after Inductor's re-inplacing a clone can protect its input.
-_SAME_SHAPE = (aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default,
-               aten.alias.default)
+_SAME_SHAPE = (
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.expand.default,
+    aten.alias.default,
+)
 
 
 def _val(node):

@@ -146,8 +146,10 @@ def run(graph: fx.Graph) -> int:
             continue
         eps = q_eps if q_eps is not None else (k_eps if k_eps is not None else 1e-6)
         with graph.inserting_before(first_use):
-            new = graph.call_function(torch.ops.npu_graph.qkv_rope.default,
-                                      (split.args[0], positions, cache, hq, hkv, head_size, q_weight, k_weight, eps))
+            new = graph.call_function(
+                torch.ops.npu_graph.qkv_rope.default,
+                (split.args[0], positions, cache, hq, hkv, head_size, q_weight, k_weight, eps),
+            )
             outs = [graph.call_function(operator.getitem, (new, i)) for i in range(3)]
         for old, out in ((q_rope, outs[0]), (k_rope, outs[1]), *((v, outs[2]) for v in v_views)):
             replace_node(old, out)

@@ -19,7 +19,11 @@ DEFAULT_ON = ("npu",)
 
 
 def _item_of(node, index):
-    if is_call(node, operator.getitem) and node.args[1] == index and is_call(node.args[0], torch.ops.npu_graph.qkv_rope.default):
+    if (
+        is_call(node, operator.getitem)
+        and node.args[1] == index
+        and is_call(node.args[0], torch.ops.npu_graph.qkv_rope.default)
+    ):
         return node.args[0]
     return None
 

@@ -9,16 +9,14 @@ import os
 
 from vllm_npu_graph.envs import TARGET as ENV_VAR
 from vllm_npu_graph.targets.base import Target, TargetError
+
 TARGET_NAMES = ("auto", "npu", "host")
 
 
 def requested_target() -> str:
     value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if value not in TARGET_NAMES:
-        raise TargetError(
-            f"{ENV_VAR}={value!r} is not a known target; "
-            f"set it to one of: {', '.join(TARGET_NAMES)}."
-        )
+        raise TargetError(f"{ENV_VAR}={value!r} is not a known target; set it to one of: {', '.join(TARGET_NAMES)}.")
     return value
 
 
@@ -44,10 +42,7 @@ def get_target() -> Target:
     """The active target instance (one per process)."""
     name = resolve_target_name()
     if name is None:
-        raise TargetError(
-            f"vllm-npu-graph is not active: no Ascend NPU was found and {ENV_VAR} "
-            "is not 'host'."
-        )
+        raise TargetError(f"vllm-npu-graph is not active: no Ascend NPU was found and {ENV_VAR} is not 'host'.")
     if name == "host":
         from vllm_npu_graph.targets.host import HostTarget
 

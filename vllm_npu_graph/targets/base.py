@@ -123,9 +123,11 @@ class Target(ABC):
     def explain_capture_error(self, exc: Exception) -> str | None:
         """A user-facing explanation (with the fix) of a known capture failure."""
         if self.is_out_of_memory(exc):
-            return (f"out of memory ({type(exc).__name__}: {exc}): leave more memory for graphs (a lower "
-                    "--gpu-memory-utilization or --kv-cache-memory-bytes) or capture smaller sizes (a lower "
-                    "--compilation-config max_cudagraph_capture_size)")
+            return (
+                f"out of memory ({type(exc).__name__}: {exc}): leave more memory for graphs (a lower "
+                "--gpu-memory-utilization or --kv-cache-memory-bytes) or capture smaller sizes (a lower "
+                "--compilation-config max_cudagraph_capture_size)"
+            )
         return None
 
     def native_ops(self, kernels: str) -> dict:

@@ -46,8 +46,9 @@ class HostGraph:
         refresh_static_inputs(self.args, self.kwargs, args, kwargs)
         with self.frozen.replaying(get_forward_context()):
             result = self.fn(*self.call_args, **self.kwargs)
-        torch.utils._pytree.tree_map(lambda dst, src: dst.copy_(src) if isinstance(dst, torch.Tensor) else dst,
-                                     self.output, result)
+        torch.utils._pytree.tree_map(
+            lambda dst, src: dst.copy_(src) if isinstance(dst, torch.Tensor) else dst, self.output, result
+        )
         return self.output
 
 
@@ -128,8 +129,11 @@ class HostTarget(Target):
         front end gets a core whenever the OpenMP threads idle."""
         usable = max(1, len(os.sched_getaffinity(0)) // max(1, ranks))
         threads = min(requested, usable) if requested else usable
-        logger.info("npu_graph: %d compute thread(s) per rank on the host target (host_threads=%s).",
-                    threads, requested or "auto")
+        logger.info(
+            "npu_graph: %d compute thread(s) per rank on the host target (host_threads=%s).",
+            threads,
+            requested or "auto",
+        )
         torch.set_num_threads(threads)
 
     def native_ops(self, kernels: str) -> dict:
@@ -174,9 +178,16 @@ class HostTarget(Target):
 
         checks = strict_graphs()
         return standalone_compile(
-            graph, example_inputs, dynamic_shapes="from_graph",
-            options={"config_patches": {"post_grad_custom_post_pass": pass_manager, "size_asserts": checks,
-                                        "alignment_asserts": checks}},
+            graph,
+            example_inputs,
+            dynamic_shapes="from_graph",
+            options={
+                "config_patches": {
+                    "post_grad_custom_post_pass": pass_manager,
+                    "size_asserts": checks,
+                    "alignment_asserts": checks,
+                }
+            },
         )
 
     def cache_facts(self) -> dict[str, str]:
@@ -187,8 +198,10 @@ class HostTarget(Target):
         from vllm_npu_graph.targets import host_isa
 
         isa = host_isa.current()
-        return {"cpu_tier": isa.tier or isa.machine,
-                "cpu_flags": hashlib.sha256(host_isa.cpu_flag_line()).hexdigest()[:12]}
+        return {
+            "cpu_tier": isa.tier or isa.machine,
+            "cpu_flags": hashlib.sha256(host_isa.cpu_flag_line()).hexdigest()[:12],
+        }
 
     def save_compiled(self, compiled, path: str) -> bool:
         """Inductor's artifact (generated code + AOT-autograd entry), self-contained."""
@@ -208,8 +221,10 @@ class HostTarget(Target):
 
     def capture_graph(self, fn, args, kwargs) -> HostGraph:
         if not self.capturing:
-            violation("graph capture outside the target's capture context (a device captures "
-                      "only inside its capture phase, after a warm-up run)")
+            violation(
+                "graph capture outside the target's capture context (a device captures "
+                "only inside its capture phase, after a warm-up run)"
+            )
         return HostGraph(fn, args, kwargs)
 
     def measure_peak(self, fn) -> tuple[object, int]:

@@ -35,8 +35,9 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layer
 
 _LIB.define("attention" + torch.library.infer_schema(attention, mutates_args=()))
 _LIB.impl("attention", attention, "CPU")
-_LIB._register_fake("attention", lambda query, key, value, layer_name:
-                    query.new_empty(query.shape[0], query.shape[1] * query.shape[2]))
+_LIB._register_fake(
+    "attention", lambda query, key, value, layer_name: query.new_empty(query.shape[0], query.shape[1] * query.shape[2])
+)
 
 
 def lower(graph: fx.Graph) -> int:

@@ -106,8 +106,9 @@ def tier_of(capabilities: dict) -> str | None:
 def requested() -> str:
     value = os.environ.get(envs.HOST_ISA, AUTO).strip().lower() or AUTO
     if value not in (AUTO, *TIERS):
-        raise HostISAError(f"{envs.HOST_ISA}={value!r} is not a host CPU tier; set one of: "
-                           f"{', '.join((AUTO, *TIERS))}.")
+        raise HostISAError(
+            f"{envs.HOST_ISA}={value!r} is not a host CPU tier; set one of: {', '.join((AUTO, *TIERS))}."
+        )
     return value
 
 
@@ -123,14 +124,18 @@ def resolve(capabilities: dict | None = None, machine: str | None = None, wanted
     detected = tier_of(capabilities)
     if detected is None:
         missing = [flag for flag in NEEDS["avx2"] if not capabilities.get(flag, False)]
-        raise HostISAError(f"the host target needs an x86-64 CPU with AVX2 and FMA (the lowest tier of vLLM's CPU "
-                           f"kernels); this CPU lacks {', '.join(missing)}.")
+        raise HostISAError(
+            f"the host target needs an x86-64 CPU with AVX2 and FMA (the lowest tier of vLLM's CPU "
+            f"kernels); this CPU lacks {', '.join(missing)}."
+        )
     if wanted == AUTO:
         return HostISA(machine, detected, detected, False)
     if TIERS.index(wanted) > TIERS.index(detected):
         missing = [flag for flag in NEEDS[wanted] if not capabilities.get(flag, False)]
-        raise HostISAError(f"{envs.HOST_ISA}={wanted} but this CPU lacks {', '.join(missing)}; set one of: "
-                           f"{', '.join((AUTO, *TIERS[:TIERS.index(detected) + 1]))}.")
+        raise HostISAError(
+            f"{envs.HOST_ISA}={wanted} but this CPU lacks {', '.join(missing)}; set one of: "
+            f"{', '.join((AUTO, *TIERS[: TIERS.index(detected) + 1]))}."
+        )
     return HostISA(machine, detected, wanted, wanted != detected)
 
 

@@ -58,8 +58,9 @@ def write_kv_cache(key, value, kv_cache, slot_mapping) -> None:
     _write(key[:n], value[:n], key_cache, value_cache, slot_mapping, isa)
 
 
-def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len,
-                    max_seq_len) -> torch.Tensor:
+def paged_attention(
+    query, kv_cache, query_start_loc, seq_lens, block_table, scale, window, max_query_len, max_seq_len
+) -> torch.Tensor:
     """Causal attention of each request's query tokens over its cached sequence; rows
     of no request are zero. Host ints unused: the op schedules from the tensors."""
     out = torch.zeros_like(query)
@@ -68,10 +69,37 @@ def paged_attention(query, kv_cache, query_start_loc, seq_lens, block_table, sca
         return out
     key_cache, value_cache, isa = _split_cache(kv_cache)
     window = -1 if window is None else window
-    schedule = _schedule(num_reqs, query.shape[1], kv_cache.shape[1], query.shape[2], seq_lens, query.dtype,
-                         query_start_loc, True, window, isa, False, None)
-    _attn(query, key_cache, value_cache, out, query_start_loc, seq_lens, scale, True, None, window, block_table,
-          0.0, schedule, None, None)
+    schedule = _schedule(
+        num_reqs,
+        query.shape[1],
+        kv_cache.shape[1],
+        query.shape[2],
+        seq_lens,
+        query.dtype,
+        query_start_loc,
+        True,
+        window,
+        isa,
+        False,
+        None,
+    )
+    _attn(
+        query,
+        key_cache,
+        value_cache,
+        out,
+        query_start_loc,
+        seq_lens,
+        scale,
+        True,
+        None,
+        window,
+        block_table,
+        0.0,
+        schedule,
+        None,
+        None,
+    )
     return out
 
 
@@ -96,5 +124,11 @@ def swiglu(x: torch.Tensor) -> torch.Tensor:
 
 
 def native_ops() -> dict:
-    return {"linear": linear_impl(), "paged_attention": paged_attention, "write_kv_cache": write_kv_cache,
-            "rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu}
+    return {
+        "linear": linear_impl(),
+        "paged_attention": paged_attention,
+        "write_kv_cache": write_kv_cache,
+        "rms_norm": rms_norm,
+        "add_rms_norm": add_rms_norm,
+        "swiglu": swiglu,
+    }

@@ -47,14 +47,25 @@ def load() -> bool:
     folder = build_dir(flags)
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        load_extension(name=f"npu_graph_host_ops_{folder.name}", sources=[str(SOURCE)], build_directory=str(folder),
-                       extra_cflags=flags, extra_ldflags=["-fopenmp"], is_python_module=False)
+        load_extension(
+            name=f"npu_graph_host_ops_{folder.name}",
+            sources=[str(SOURCE)],
+            build_directory=str(folder),
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+        )
     except Exception as exc:  # no compiler, or headers missing: linears run unpacked
-        logger.warning("npu_graph: the host target's C++ ops could not be built (%s: %s); linear layers run "
-                       "unpacked (F.linear, 2-3x slower at decode sizes).", type(exc).__name__, str(exc).splitlines()[0][:200])
+        logger.warning(
+            "npu_graph: the host target's C++ ops could not be built (%s: %s); linear layers run "
+            "unpacked (F.linear, 2-3x slower at decode sizes).",
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200],
+        )
         return False
     torch.library.register_fake("npu_graph_host::linear")(
-        lambda x, weight, bias: x.new_empty(*x.shape[:-1], weight.shape[0]))
+        lambda x, weight, bias: x.new_empty(*x.shape[:-1], weight.shape[0])
+    )
     return True
 
 

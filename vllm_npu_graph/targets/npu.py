@@ -168,8 +168,10 @@ class NPUTarget(Target):
     def explain_capture_error(self, exc: Exception) -> str | None:
         text = str(exc)
         if "207008" in text or "Alloc sq cq fail" in text:
-            return ("the NPU ran out of stream resources for captured graphs (error 207008 / "
-                    "'Alloc sq cq fail'): capture fewer sizes, e.g. --additional-config "
-                    "'{\"npu_graph\": {\"max_graph_sizes\": 8}}' or a smaller "
-                    "--compilation-config max_cudagraph_capture_size; old firmware also needs an update")
+            return (
+                "the NPU ran out of stream resources for captured graphs (error 207008 / "
+                "'Alloc sq cq fail'): capture fewer sizes, e.g. --additional-config "
+                '\'{"npu_graph": {"max_graph_sizes": 8}}\' or a smaller '
+                "--compilation-config max_cudagraph_capture_size; old firmware also needs an update"
+            )
         return super().explain_capture_error(exc)

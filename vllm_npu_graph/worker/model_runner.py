@@ -64,24 +64,37 @@ class NPUGraphModelRunner(GPUModelRunner):
         if self.compilation_config.cudagraph_mode == CUDAGraphMode.NONE or not isinstance(wrapper, NPUGraphWrapper):
             return 0
         start, mem_before = time.perf_counter(), self.target.memory_in_use()
-        todo = [(mode, d) for mode, descs in self.cudagraph_dispatcher.get_capture_descs()
-                for d in sorted(descs, key=lambda d: d.num_tokens, reverse=True)]
+        todo = [
+            (mode, d)
+            for mode, descs in self.cudagraph_dispatcher.get_capture_descs()
+            for d in sorted(descs, key=lambda d: d.num_tokens, reverse=True)
+        ]
         self.capture_report = []
         with freeze_gc_for_cudagraph_capture(), self.target.capture_context(), wrapper.capture_phase():
-            for runtime_mode, desc in tqdm(todo, desc="npu_graph: capturing decode graphs", unit="size",
-                                           disable=not is_global_first_rank()):
+            for runtime_mode, desc in tqdm(
+                todo, desc="npu_graph: capturing decode graphs", unit="size", disable=not is_global_first_rank()
+            ):
                 t0, m0 = time.perf_counter(), self.target.memory_in_use()
                 # At least one uncaptured run of this size first: kernels compile and
                 # initialise lazily on first use, which a capture can't record.
-                self._warmup_and_capture(desc, cudagraph_runtime_mode=runtime_mode,
-                                         num_warmups=max(1, self.compilation_config.cudagraph_num_of_warmups))
+                self._warmup_and_capture(
+                    desc,
+                    cudagraph_runtime_mode=runtime_mode,
+                    num_warmups=max(1, self.compilation_config.cudagraph_num_of_warmups),
+                )
                 total = time.perf_counter() - t0
                 capture = wrapper.capture_seconds.get(desc, 0.0)
-                self.capture_report.append({
-                    "size": desc.num_tokens, "requests": desc.num_reqs, "captured": desc in wrapper.graphs,
-                    "warmup_s": round(total - capture, 4), "capture_s": round(capture, 4),
-                    "graph_bytes": max(0, self.target.memory_in_use() - m0),
-                    "error": wrapper.failed.get(desc)})
+                self.capture_report.append(
+                    {
+                        "size": desc.num_tokens,
+                        "requests": desc.num_reqs,
+                        "captured": desc in wrapper.graphs,
+                        "warmup_s": round(total - capture, 4),
+                        "capture_s": round(capture, 4),
+                        "graph_bytes": max(0, self.target.memory_in_use() - m0),
+                        "error": wrapper.failed.get(desc),
+                    }
+                )
                 if desc in wrapper.graphs:
                     logger.info("npu_graph: captured %s in %.2f s", _describe(desc), total)
         lock_workspace()
@@ -90,7 +103,10 @@ class NPUGraphModelRunner(GPUModelRunner):
         graph_bytes = max(0, self.target.memory_in_use() - mem_before)
         logger.info(
             "npu_graph: captured %d graph(s) %s in %.1f s; graph memory %.1f MiB; failed sizes (eager): %s",
-            len(wrapper.graphs), wrapper.captured_sizes, time.perf_counter() - start, graph_bytes / 2**20,
+            len(wrapper.graphs),
+            wrapper.captured_sizes,
+            time.perf_counter() - start,
+            graph_bytes / 2**20,
             sorted(wrapper.failed_sizes) or "none",
         )
         return graph_bytes
@@ -103,15 +119,17 @@ class NPUGraphModelRunner(GPUModelRunner):
             return 0
         size = max(self.cudagraph_batch_sizes)
         _, peak = self.target.measure_peak(
-            lambda: self._dummy_run(size, cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True))
+            lambda: self._dummy_run(size, cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True)
+        )
         return peak
 
     def execute_model(self, scheduler_output, *args, **kwargs):
         if scheduler_output.total_num_scheduled_tokens:
             self.model_steps += 1
             if self.model_steps == self.fail_step:
-                raise RuntimeError(f"failure injected by {envs.FAIL_STEP}={self.fail_step} in model step "
-                                   f"{self.model_steps}")
+                raise RuntimeError(
+                    f"failure injected by {envs.FAIL_STEP}={self.fail_step} in model step {self.model_steps}"
+                )
         return super().execute_model(scheduler_output, *args, **kwargs)
 
     def _sample(self, logits, spec_decode_metadata):
@@ -124,7 +142,7 @@ class NPUGraphModelRunner(GPUModelRunner):
         generators = self.input_batch.generators
         if not generators:
             return {}
-        discarded = np.nonzero(self.discard_request_mask.np[:self.input_batch.num_reqs])[0]
+        discarded = np.nonzero(self.discard_request_mask.np[: self.input_batch.num_reqs])[0]
         return {int(i): generators[int(i)].get_state() for i in discarded if int(i) in generators}
 
     def _bookkeeping_sync(self, *args, **kwargs):
@@ -156,7 +174,9 @@ class NPUGraphModelRunner(GPUModelRunner):
         wrapper = self.model if isinstance(getattr(self, "model", None), NPUGraphWrapper) else None
         try:
             self.graph_fallbacks.save(
-                last_run_report_path(), model=self.model_config.model, target=self.target.name,
+                last_run_report_path(),
+                model=self.model_config.model,
+                target=self.target.name,
                 captured_sizes=wrapper.captured_sizes if wrapper else [],
                 failed_sizes={str(k): v for k, v in wrapper.failed_sizes.items()} if wrapper else {},
             )

@@ -51,18 +51,22 @@ class NPUGraphWorker(Worker):
         from vllm_npu_graph.ops import kernel_choice
 
         choice = self.target.kernels_for(plugin_config(self.vllm_config).kernels)
-        kernel_choice.configure(self.target.triton_launch_table() if choice == "triton" else None,
-                                self.target.native_ops(choice))
+        kernel_choice.configure(
+            self.target.triton_launch_table() if choice == "triton" else None, self.target.native_ops(choice)
+        )
         interpreted = choice == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
-        logger.info("npu_graph: %s; kernels (attention and fused ops): %s%s", self.target.describe(), choice,
-                    " (Triton CPU interpreter)" if interpreted else "")
+        logger.info(
+            "npu_graph: %s; kernels (attention and fused ops): %s%s",
+            self.target.describe(),
+            choice,
+            " (Triton CPU interpreter)" if interpreted else "",
+        )
 
     def load_model(self, *args, **kwargs) -> None:
         """vLLM sets serving's thread count at the end of load_model (before profiling and
         compiling, whose guards include it); the target's choice replaces it there."""
         super().load_model(*args, **kwargs)
-        self.target.set_compute_threads(plugin_config(self.vllm_config).host_threads,
-                                        self.parallel_config.world_size)
+        self.target.set_compute_threads(plugin_config(self.vllm_config).host_threads, self.parallel_config.world_size)
 
     def _make_model_runner(self) -> NPUGraphModelRunner:
         return NPUGraphModelRunner(self.vllm_config, self.device)
@@ -80,10 +84,13 @@ class NPUGraphWorker(Worker):
         """What this rank's start-up compiled or loaded and captured (for `warmup`)."""
         from vllm_npu_graph.compilation.backend import compile_events
 
-        return {"rank": self.rank, "compile": list(compile_events),
-                "compilation_time_s": self.compilation_config.compilation_time,
-                "capture": list(self.model_runner.capture_report),
-                "capture_phase_s": self.model_runner.capture_phase_s}
+        return {
+            "rank": self.rank,
+            "compile": list(compile_events),
+            "compilation_time_s": self.compilation_config.compilation_time,
+            "capture": list(self.model_runner.capture_report),
+            "capture_phase_s": self.model_runner.capture_phase_s,
+        }
 
     def determine_available_memory(self) -> int:
         """KV-cache bytes: --kv-cache-memory-bytes if given, else the utilisation
@@ -106,8 +113,10 @@ class NPUGraphWorker(Worker):
             total = self.target.total_memory()
             share = int(self.cache_config.gpu_memory_utilization * total) - self.target.memory_in_use() - graphs
             budget = min(share, free - graphs)
-            why = (f"gpu_memory_utilization={self.cache_config.gpu_memory_utilization}, after "
-                   f"{graphs / 2**20:.1f} MiB reserved for graphs")
+            why = (
+                f"gpu_memory_utilization={self.cache_config.gpu_memory_utilization}, after "
+                f"{graphs / 2**20:.1f} MiB reserved for graphs"
+            )
             if self.target.name == "host":
                 cap = int(plugin_config(self.vllm_config).host_kv_cache_gib * GiB)
                 if cap < budget:
@@ -130,11 +139,11 @@ class NPUGraphWorker(Worker):
         if not self.model_config.enforce_eager:
             # On one token Dynamo would specialise the graph to one token (then every
             # larger batch fails), so compile on two or more.
-            runner._dummy_run(num_tokens=max(2, max_reqs), cudagraph_runtime_mode=CUDAGraphMode.NONE,
-                              skip_eplb=True)
+            runner._dummy_run(num_tokens=max(2, max_reqs), cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True)
             runner.capture_model()
-        _, last_hidden = runner._dummy_run(num_tokens=max_reqs, cudagraph_runtime_mode=CUDAGraphMode.NONE,
-                                           skip_eplb=True)
+        _, last_hidden = runner._dummy_run(
+            num_tokens=max_reqs, cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True
+        )
         runner._dummy_sampler_run(hidden_states=last_hidden)
         set_random_seed(self.model_config.seed)
         return CompilationTimes(
