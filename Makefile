@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 VENV_ASCEND := .venv-ascend
 STAMP_ASCEND := $(VENV_ASCEND)/.installed
 
-.PHONY: venv ascend-venv ascend-ir model npu-contract demo test clean
+.PHONY: venv ascend-venv ascend-ir model npu-contract demo lint test test-fast clean
 
 venv: $(STAMP)
 
@@ -58,8 +58,17 @@ npu-contract: venv
 demo: model
 	$(VENV)/bin/vllm-npu-graph demo
 
-test: model npu-contract ascend-venv
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Everything: lint, then every test (engine starts included).
+test: lint model npu-contract ascend-venv
 	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q tests
+
+# The fast lane: no engine starts (tests marked `engine` are left out).
+test-fast: model npu-contract ascend-venv
+	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q -m "not engine" tests
 
 clean:
 	rm -rf $(VENV) $(VENV_ASCEND)

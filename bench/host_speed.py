@@ -12,7 +12,12 @@ reported with the ratios the host-speed goals are stated in. Decode tokens/s and
 per output token come from the time of N+1 new tokens minus the time of 1 (the
 prefill). Greedy tokens of every mode are compared with our eager mode's.
 
-    .venv/bin/python bench/host_speed.py [--rounds 3] [--tokens 64] [--batches 1,16]
+`--host-isa avx2|avx512` runs every mode at that x86 tier on a CPU with a higher one:
+ours through VLLM_NPU_GRAPH_HOST_ISA, the peer's kernel build through bench/peer_isa,
+both with ATen and Inductor held to it. Each mode prints the vLLM kernel library its
+engine processes really mapped.
+
+    .venv/bin/python bench/host_speed.py [--rounds 3] [--tokens 64] [--batches 1,16] [--host-isa avx2]
 """
 
 import argparse
@@ -81,12 +86,42 @@ def serve(mode: str, max_num_seqs: int, ours_config: dict) -> None:
         )
 
 
-def start(mode: str, max_num_seqs: int, cache: str, ours_config: str) -> tuple[subprocess.Popen, float]:
+def tier_env(mode: str, tier: str | None) -> dict:
+    """The environment that holds a mode to a forced x86 tier (none: the CPU's own)."""
+    if not tier:
+        return {}
+    from vllm_npu_graph.targets.host_isa import FORCED_ENV
+
+    if MODES[mode][0] == "host":
+        return {"VLLM_NPU_GRAPH_HOST_ISA": tier, **FORCED_ENV[tier]}
+    shim = str(Path(__file__).with_name("peer_isa"))
+    path = os.pathsep.join(p for p in (shim, os.environ.get("PYTHONPATH")) if p)
+    return {"NPU_GRAPH_BENCH_PEER_ISA": tier, "PYTHONPATH": path, **FORCED_ENV[tier]}
+
+
+def mapped_vllm_kernels(proc: subprocess.Popen) -> list[str]:
+    """vLLM kernel libraries mapped by any process of the engine's process group."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != proc.pid:
+                continue
+            with open(f"/proc/{pid}/maps") as f:
+                found |= {Path(line.split()[-1]).name.split(".")[0] for line in f if "/vllm/_C" in line}
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def start(
+    mode: str, max_num_seqs: int, cache: str, ours_config: str, tier: str | None = None
+) -> tuple[subprocess.Popen, float]:
     env = dict(
         os.environ,
         VLLM_NPU_GRAPH_TARGET=MODES[mode][0],
         VLLM_CACHE_ROOT=os.path.join(cache, "vllm"),
         TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"),
+        **tier_env(mode, tier),
     )
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs), "--ours-config", ours_config],
@@ -125,6 +160,7 @@ def main() -> None:
     parser.add_argument(
         "--ours-config", default="{}", help="our options for ours-* modes, e.g. '{\"host_threads\": 1}'"
     )
+    parser.add_argument("--host-isa", choices=["avx2", "avx512"], help="force every mode to this x86 tier")
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config))
@@ -133,9 +169,13 @@ def main() -> None:
     tokens = {}
     for mode in modes:  # cold: each mode its own empty compile caches
         procs[mode], starts[mode] = start(
-            mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"), args.ours_config
+            mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"), args.ours_config, args.host_isa
         )
-        print(f"{mode}: engine ready in {starts[mode]:.1f} s (cold)", flush=True)
+        print(
+            f"{mode}: engine ready in {starts[mode]:.1f} s (cold); vLLM kernels mapped: "
+            f"{', '.join(mapped_vllm_kernels(procs[mode])) or 'none'}",
+            flush=True,
+        )
     for r in range(args.rounds):
         for mode in modes:
             _signal(procs[mode], signal.SIGCONT)

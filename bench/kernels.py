@@ -142,7 +142,8 @@ def main() -> int:
                 return atri.paged_attention(q, kv, qsl, lens, bt, scale, window, qlen, table=table, max_seq_len=seq_len)
 
             kind = "decode" if qlen == 1 else "prefill"
-            shape = f"B{batch} L{seq_len} Q{qlen} H{hq}/{hkv} D{d} blk{block}{f' win{window}' if window else ''} {str(dtype)[6:]}"
+            win = f" win{window}" if window else ""
+            shape = f"B{batch} L{seq_len} Q{qlen} H{hq}/{hkv} D{d} blk{block}{win} {str(dtype)[6:]}"
             ok &= check(
                 f"{kind} {shape}", max_err(ours(), aref.paged_attention(q, kv, qsl, lens, bt, scale, window)), dtype
             )

@@ -30,7 +30,7 @@ PORT = int(os.environ.get("VLLM_NPU_GRAPH_DEMO_PORT", "8765")) + 7
 
 def serve_once(args: list[str], env: dict, log_path: Path) -> dict:
     """`vllm serve ARGS` until healthy; the log's engine-init, compile and capture times."""
-    from vllm_npu_graph.cli import stop_process, wait_until_healthy
+    from vllm_npu_graph.processes import stop_process, wait_until_healthy
 
     cmd = [str(Path(sys.executable).with_name("vllm")), "serve", *args, "--port", str(PORT)]
     with log_path.open("w") as log:
@@ -137,12 +137,14 @@ def main(argv: list[str]) -> int:
     print("\n" + "=" * 72)
     print(f"start-up, {Path(model).name} {' '.join(extra)} ({os.environ['VLLM_NPU_GRAPH_TARGET']} target)")
     print(
-        f"  cold (vllm-npu-graph warmup): compile {cold['compilation_s']:.2f} s, capture step {cold['capture_phase_s']:.2f} s "
+        f"  cold (vllm-npu-graph warmup): compile {cold['compilation_s']:.2f} s, "
+        f"capture step {cold['capture_phase_s']:.2f} s "
         f"({cold['sizes']} sizes: first runs {cold['first_runs_s']:.2f} s, captures {cold['capture_s']:.2f} s), "
         f"engine init {cold['engine_init_s']:.2f} s, engine start {cold['engine_startup_s']:.2f} s"
     )
     print(
-        f"  warm (vllm serve):            compile {warm['compilation_s']:.2f} s, capture step {warm['capture_s']:.2f} s "
+        f"  warm (vllm serve):            compile {warm['compilation_s']:.2f} s, "
+        f"capture step {warm['capture_s']:.2f} s "
         f"({warm['graphs']} graphs), engine init {warm['engine_init_s']:.2f} s, process to /health "
         f"{warm['process_to_healthy_s']:.2f} s"
     )

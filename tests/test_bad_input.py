@@ -1,12 +1,12 @@
 """Bad configurations are refused before any weights load, with one clear line that
 names the fix; their valid neighbours are accepted. The cases live in
-bad_input_cases.py, which also writes bad_input_table.md from their real messages."""
+helpers/bad_input_cases.py, which also writes bad_input_table.md from their real messages."""
 
 import logging
 import re
 
 import pytest
-from bad_input_cases import CASES, TABLE, outcome, render_table
+from helpers.bad_input_cases import CASES, TABLE, outcome, render_table
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.rejected], ids=lambda c: c.id)
@@ -27,7 +27,8 @@ def test_valid_neighbours_are_accepted(case):
 
 def test_the_committed_table_holds_the_messages_the_cases_produce_now():
     assert TABLE.read_text() == render_table(), (
-        "tests/bad_input_table.md is stale: run `PYTHONPATH=. VLLM_NPU_GRAPH_TARGET=host python tests/bad_input_cases.py`"
+        "tests/bad_input_table.md is stale: run "
+        "`PYTHONPATH=tests VLLM_NPU_GRAPH_TARGET=host python -m helpers.bad_input_cases`"
     )
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+from vllm_npu_graph.benchmarks import report, schema
+from vllm_npu_graph.benchmarks.modes import build_modes, server_flags
 
-from perf import report, schema  # noqa: E402
-from perf.modes import build_modes, server_flags  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODES = ["eager", "peer"]
 
@@ -42,6 +41,7 @@ def dry_run(tiny_model, tmp_path_factory):
     return out, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.engine
 def test_results_follow_the_documented_schema(dry_run):
     out, results = dry_run
     assert schema.problems(results) == []
@@ -52,6 +52,7 @@ def test_results_follow_the_documented_schema(dry_run):
     assert all(e == results["settings"]["thread_env"] for e in envs)  # same threads for every mode
 
 
+@pytest.mark.engine
 def test_every_mode_measured_offline_and_online(dry_run):
     _, results = dry_run
     sizes = results["settings"]["sizes"]
@@ -69,6 +70,7 @@ def test_every_mode_measured_offline_and_online(dry_run):
         assert entry["greedy"]["matches_eager"] is not None
 
 
+@pytest.mark.engine
 def test_peer_is_vllms_own_cpu_platform(dry_run):
     out, results = dry_run
     assert results["modes"][1]["env"]["VLLM_NPU_GRAPH_TARGET"] == "auto"
@@ -78,6 +80,7 @@ def test_peer_is_vllms_own_cpu_platform(dry_run):
     assert "npu_graph:" in ours and "cpu_worker" not in ours
 
 
+@pytest.mark.engine
 def test_report_has_every_mode_and_both_references(dry_run):
     out, _ = dry_run
     text = (out / "report.md").read_text()

@@ -32,32 +32,21 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import graph_runs
 
 from vllm_npu_graph import envs
-from vllm_npu_graph.cli import stop_process, wait_until_healthy
 from vllm_npu_graph.compilation.cache_store import MANIFEST, CompileCache, file_sha256
+from vllm_npu_graph.processes import stop_process, wait_until_healthy
 
-HERE = Path(__file__).parent
 # Capture sizes are 1,2,4,8,16 (graph_mode_driver's graph mode). Batches of 1 and 2 hit
 # captured sizes, 3, 5 and 13 pad to the sizes that ran out of memory (4, 8, 16), 24 is
 # above the largest, `mid` decodes a 700-token context beside a short one.
 BATCHES = "1,2,3,5,13,24,mid"
 OOM_FROM = 4
-FAULT_VARS = (envs.FAIL_CAPTURE_SIZES, envs.FAIL_COMPILE, envs.FAIL_STEP)
 
 
 def run_driver(model, mode: str, **env_overrides) -> tuple[dict, str]:
-    env = {k: v for k, v in os.environ.items() if k not in FAULT_VARS}
-    env.update(
-        VLLM_NPU_GRAPH_TARGET="host",
-        PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]),
-        **env_overrides,
-    )
-    cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, BATCHES, "12"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), log
+    return graph_runs.run_driver(model, mode, BATCHES, **env_overrides)
 
 
 def kv_cache_tokens(log: str) -> int:
@@ -95,6 +84,7 @@ def compile_failed(model, tmp_path_factory):
     )
 
 
+@pytest.mark.engine
 def test_failed_compile_serves_the_uncompiled_decoder_with_the_reason_logged(compile_failed, eager):
     tokens, log = compile_failed
     assert re.search(
@@ -106,6 +96,7 @@ def test_failed_compile_serves_the_uncompiled_decoder_with_the_reason_logged(com
     assert tokens == eager[0]
 
 
+@pytest.mark.engine
 def test_out_of_memory_at_capture_falls_back_from_that_size_up(out_of_memory, eager):
     tokens, log = out_of_memory
     failed = [s for s in (1, 2, 4, 8, 16) if s >= OOM_FROM]
@@ -304,9 +295,10 @@ def non_streaming(result: dict) -> None:
         result["broken"] = f"{type(e).__name__}: {e}"
 
 
+@pytest.mark.engine
 def test_engine_core_crash_mid_request_is_reported_and_nothing_hangs(model, tmp_path):
     vllm = Path(sys.executable).parent / "vllm"
-    env = {k: v for k, v in os.environ.items() if k not in FAULT_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in graph_runs.FAULT_VARS}
     env.update(VLLM_NPU_GRAPH_TARGET="host", **{envs.FAIL_STEP: str(FAIL_STEP)})
     cmd = [
         str(vllm),

@@ -5,7 +5,9 @@ test here, so batching, chunking and prefix hits are all compared to HF's greedy
 """
 
 import pytest
-from conftest import PROMPTS, greedy_ids, hf_greedy_ids, make_llm, prompts_of_lengths, shutdown_llm
+from helpers.engines import PROMPTS, greedy_ids, hf_greedy_ids, make_llm, prompts_of_lengths, shutdown_llm
+
+pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
 MIXED_LENGTHS = [1, 2, 17, 64, 65, 130, 257, 500]
 

@@ -1,7 +1,9 @@
 """A tiny random Qwen3 (per-head QK RMSNorm, GQA 4:2) through the plugin vs transformers."""
 
 import pytest
-from conftest import PROMPTS, greedy_ids, hf_greedy_ids, make_llm, prompts_of_lengths, shutdown_llm
+from helpers.engines import PROMPTS, greedy_ids, hf_greedy_ids, make_llm, prompts_of_lengths, shutdown_llm
+
+pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from test_reference_attention import build_batch  # noqa: E402
+from helpers.attention_batches import build_batch  # noqa: E402
 from vllm.config import CUDAGraphMode  # noqa: E402
 from vllm.forward_context import BatchDescriptor, ForwardContext, get_forward_context, override_forward_context  # noqa: E402
 
 from vllm_npu_graph.compilation.capture_sizes import choose_capture_sizes, pad_to, worst_padding  # noqa: E402
-from vllm_npu_graph.compilation.frozen_values import STRICT_ENV, GraphFaithfulnessError, no_host_sync  # noqa: E402
 from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper  # noqa: E402
+from vllm_npu_graph.frozen_values import STRICT_ENV, GraphFaithfulnessError, no_host_sync  # noqa: E402
 from vllm_npu_graph.kernels import attention_reference as ref  # noqa: E402
 from vllm_npu_graph.kernels.attention_triton import decode_splits  # noqa: E402
 from vllm_npu_graph.kernels.launch import INTERPRETER_TABLE  # noqa: E402

@@ -5,20 +5,18 @@ CI runs on whatever CPU it gets, so the tiers below the machine's own are forced
 tier (vLLM's `_C_AVX2`, our AVX2 op, ATen and Inductor held to AVX2) against Hugging Face.
 """
 
-import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
-from conftest import hf_greedy_ids
-from graph_mode_driver import prompts_for
+from helpers.engines import hf_greedy_ids
+from helpers.graph_mode_driver import prompts_for
+from helpers.graph_runs import run_driver
 
+from vllm_npu_graph import envs
 from vllm_npu_graph.targets import host_isa
 
-HERE = Path(__file__).parent
 AVX2 = {"avx2": True, "fma3": True}
 AVX512 = {**AVX2, "avx512_f": True}
 AVX512_BF16 = {**AVX512, "avx512_bf16": True}
@@ -69,7 +67,9 @@ def test_a_cpu_that_cant_run_the_tier_is_named_with_what_it_lacks(caps, machine,
 
 def test_a_bad_tier_name_is_refused(monkeypatch):
     monkeypatch.setenv("VLLM_NPU_GRAPH_HOST_ISA", "sse4")
-    with pytest.raises(host_isa.HostISAError, match="'sse4' is not a host CPU tier; set one of: auto, avx2"):
+    with pytest.raises(
+        host_isa.HostISAError, match="HOST_ISA='sse4' is not valid: expected one of auto, avx2, avx512, avx512_bf16"
+    ):
         host_isa.requested()
 
 
@@ -108,26 +108,12 @@ def test_our_cpp_op_built_for_each_tier_equals_f_linear(tier):
     assert proc.stdout.split() == [tier, host_isa.VLLM_KERNELS[tier].split(".")[1]]
 
 
-def run_forced_avx2(model, mode: str, batches: str) -> tuple[dict, str]:
-    env = dict(
-        os.environ,
-        VLLM_NPU_GRAPH_TARGET="host",
-        VLLM_NPU_GRAPH_HOST_ISA="avx2",
-        PYTHONPATH=str(HERE),
-        VLLM_NPU_GRAPH_COMPILE_CACHE_DIR=tempfile.mkdtemp(prefix="avx2_compile_cache_"),
-    )
-    cmd = [sys.executable, str(HERE / "graph_mode_driver.py"), str(model), mode, batches, "12"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), log
-
-
+@pytest.mark.engine
 def test_engine_forced_to_avx2_gives_hugging_face_tokens_in_eager_and_graph_mode(default_model):
     batches = "1,3,16"
     hf = hf_greedy_ids(default_model, prompts_for(str(default_model), "16"), max_tokens=12)
     for mode in ("eager", "graph"):
-        tokens, log = run_forced_avx2(default_model, mode, batches)
+        tokens, log = run_driver(default_model, mode, batches, **{envs.HOST_ISA: "avx2"})
         line = next(line for line in log.splitlines() if "kernels (attention and fused ops)" in line)
         assert "CPU tier avx2" in line and "vllm._C_AVX2" in line, line
         assert "loaded: _C_AVX2," in line and "ATen vectors: AVX2" in line, line  # nothing of another tier

@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
-from test_reference_attention import build_batch
+from helpers.attention_batches import build_batch
 
-from vllm_npu_graph.compilation.frozen_values import no_host_sync
+from vllm_npu_graph.frozen_values import no_host_sync
 from vllm_npu_graph.kernels import attention_reference as ref
 from vllm_npu_graph.targets import host_native
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FAKES = Path(__file__).parent / "fakes"
 
 
@@ -47,6 +49,7 @@ def test_capture_sizes_are_capped():
     assert compilation.cudagraph_capture_sizes == [1, 6, 21, 64]
 
 
+@pytest.mark.engine
 def test_npu_target_through_the_fake_torch_npu():
     """tests/fakes/npu_target_checks.py in a fresh interpreter (the fake is process-wide)."""
     proc = subprocess.run(

@@ -1,6 +1,7 @@
 """The pass pipeline runs passes in order, records their match counts, and dumps the
 graph before and after when asked."""
 
+import pytest
 import torch
 import torch.fx as fx
 
@@ -45,3 +46,15 @@ def test_default_passes_per_target_and_switches():
     assert names("host", {}) == ["attention", "linear"]
     assert names("host", {"qkv_rope": True, "linear": False}) == ["qkv_rope", "attention"]
     assert names("npu", {"swiglu": False}) == [n for n in fusions if n != "swiglu"]
+
+
+def test_a_pass_that_matches_another_pass_s_output_must_run_after_it():
+    from types import SimpleNamespace
+
+    from vllm_npu_graph.passes import PASS_NAMES, check_order
+
+    assert PASS_NAMES.index("qkv_rope") < PASS_NAMES.index("rope_kv_write")
+    first, second = SimpleNamespace(NAME="qkv_rope"), SimpleNamespace(NAME="rope_kv_write", AFTER=("qkv_rope",))
+    check_order([first, second])
+    with pytest.raises(RuntimeError, match="rope_kv_write matches the output of qkv_rope, which must run before it"):
+        check_order([second, first])

@@ -4,7 +4,9 @@ implies and the greedy tokens equal eager mode's."""
 import re
 
 import pytest
-from test_graph_mode import run_driver
+from helpers.graph_runs import run_driver
+
+pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
 
 # Per pass, in the order they run. No-ops: 0 on the host, where Inductor has removed them
@@ -39,7 +41,7 @@ EXPECTED = {
 def test_pass_counts_and_tokens(arch, tiny_model, default_model):
     model = default_model if arch == "smollm2" else tiny_model(arch)
     fused, log = run_driver(model, "passes", batches="1,3", max_tokens=8)
-    lines = [l for l in log.splitlines() if "npu_graph passes:" in l]
+    lines = [line for line in log.splitlines() if "npu_graph passes:" in line]
     assert lines, log[-3000:]
     counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[0].split("npu_graph passes:")[1].split("[")[0])}
     assert counts == EXPECTED[arch], lines[0]

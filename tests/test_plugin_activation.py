@@ -41,7 +41,7 @@ def test_auto_without_npu_leaves_vllm_alone():
 @pytest.mark.parametrize(
     "target, message",
     [
-        ("tpu9", "VLLM_NPU_GRAPH_TARGET='tpu9' is not a known target; set it to one of: auto, npu, host."),
+        ("tpu9", "VLLM_NPU_GRAPH_TARGET='tpu9' is not valid: expected one of auto, npu, host."),
         ("npu", "no Ascend NPU is usable here: the torch_npu package is not installed"),
     ],
 )
@@ -63,5 +63,5 @@ def test_register_is_idempotent_and_cheap(monkeypatch):
 
 def test_unknown_target_raises_from_resolution(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "gpu")
-    with pytest.raises(TargetError, match="set it to one of"):
+    with pytest.raises(TargetError, match="is not valid: expected one of auto, npu, host"):
         resolve_target_name()

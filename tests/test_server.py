@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from vllm_npu_graph.cli import stop_process, wait_until_healthy
+from vllm_npu_graph.processes import stop_process, wait_until_healthy
+
+pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
 PORT = 8791
 BASE = f"http://127.0.0.1:{PORT}"

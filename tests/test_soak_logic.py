@@ -1,18 +1,14 @@
-"""bench/soak.py without an engine: the plan covers every kind within the bounds the soak
-promises, the engine's KV figures are read right from /metrics text, and each check
+"""The soak bench (vllm_npu_graph/benchmarks/soak.py) without an engine: the plan covers
+every kind within the bounds the soak promises, the engine's KV figures are read right from /metrics text, and each check
 fails on the fault it is there for (a 5xx, a leaked block, a seeded pair that differs,
 a greedy answer that differs from eager's)."""
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import soak  # noqa: E402
-import soak_workload as workload  # noqa: E402
+from vllm_npu_graph.benchmarks import soak
+from vllm_npu_graph.benchmarks import soak_workload as workload
 
 METRICS = """\
 # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.

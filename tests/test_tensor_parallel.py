@@ -6,7 +6,9 @@ SmolLM2 has 9 query and 3 KV heads, so its smallest split is 3 ranks, not 2; tin
 Qwen3 (4 query / 2 KV heads) covers 2 ranks."""
 
 import pytest
-from conftest import PROMPTS, greedy_ids, hf_greedy_ids, make_llm, shutdown_llm
+from helpers.engines import PROMPTS, greedy_ids, hf_greedy_ids, make_llm, shutdown_llm
+
+pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
 
 @pytest.mark.parametrize("arch, tp", [("smollm2", 3), ("qwen3", 2)])

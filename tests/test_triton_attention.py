@@ -7,7 +7,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from test_reference_attention import build_batch  # noqa: E402
+from helpers.attention_batches import build_batch  # noqa: E402
 
 from vllm_npu_graph.kernels import attention_reference as ref  # noqa: E402
 from vllm_npu_graph.kernels import attention_triton as tri  # noqa: E402

@@ -4,7 +4,10 @@ captured at a short dummy context for contexts up to 700 tokens (split-KV decode
 bound is max_model_len 2,048) with the eager tokens. (1,500-token contexts under the
 Triton kernels: tests/test_host_graph.py, without an engine: the interpreter is slow.)"""
 
-from test_graph_mode import run_driver
+import pytest
+from helpers.graph_runs import run_driver
+
+pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
 
 def test_triton_kernels_eager_and_graph_match(tiny_model):

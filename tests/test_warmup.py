@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import hf_greedy_ids
+from helpers.engines import hf_greedy_ids
+
+pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
 HERE = Path(__file__).parent
 ARGS = [
@@ -62,7 +64,7 @@ def flow(tiny_model, tmp_path_factory):
         PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     )
     warmup = [sys.executable, "-m", "vllm_npu_graph.cli", "warmup", "--model", model, *ARGS]
-    driver = [sys.executable, str(HERE / "warmup_driver.py"), model]
+    driver = [sys.executable, str(HERE / "helpers" / "warmup_driver.py"), model]
     out = {"model": model}
     out["check_before"] = check(model, env)
     report = tmp / "report.json"

@@ -9,10 +9,8 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
+from vllm_npu_graph.processes import post_json, stop_process, wait_until_healthy
 from vllm_npu_graph.targets import ENV_VAR, requested_target
 
 
@@ -66,39 +64,24 @@ def cmd_serve(args: list[str]) -> int:
     return 0
 
 
-def _post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=300) as resp:
-        return json.load(resp)
-
-
-def wait_until_healthy(base: str, proc: subprocess.Popen, timeout_s: float = 600) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before becoming healthy")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=5):
-                return
-        except OSError:  # URLError, refused or reset connections, timeouts
-            time.sleep(0.5)
-    raise TimeoutError(f"the server did not become healthy within {timeout_s:.0f} s")
-
-
 def cmd_demo(args: list[str]) -> int:
     """Serve the embedded default model, show one completion and one chat answer."""
-    port = int(os.environ.get("VLLM_NPU_GRAPH_DEMO_PORT", "8765"))
+    from vllm_npu_graph import envs
+
+    port = envs.read(envs.DEMO_PORT)
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "vllm_npu_graph.cli", "serve", *args, "--port", str(port), "--max-model-len", "2048"]
     proc = subprocess.Popen(argv)
     try:
         wait_until_healthy(base, proc)
-        model = _post(f"{base}/v1/completions", {"prompt": "x", "max_tokens": 1})["model"]
+        model = post_json(f"{base}/v1/completions", {"prompt": "x", "max_tokens": 1})["model"]
         prompt = "The capital of France is"
-        done = _post(f"{base}/v1/completions", {"model": model, "prompt": prompt, "max_tokens": 24, "temperature": 0})
+        done = post_json(
+            f"{base}/v1/completions", {"model": model, "prompt": prompt, "max_tokens": 24, "temperature": 0}
+        )
         print(f"\n>>> POST /v1/completions  prompt={prompt!r}\n<<< {done['choices'][0]['text']!r}", flush=True)
         question = "What is the tallest mountain on Earth? Answer in one sentence."
-        chat = _post(
+        chat = post_json(
             f"{base}/v1/chat/completions",
             {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": 48, "temperature": 0},
         )
@@ -111,19 +94,11 @@ def cmd_demo(args: list[str]) -> int:
         stop_process(proc)
 
 
-def stop_process(proc: subprocess.Popen, grace_s: float = 60) -> None:
-    """SIGTERM (vLLM shuts its engine down cleanly), SIGKILL after the grace period."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def cmd_info(args: list[str]) -> int:
     from importlib.metadata import version
 
     from vllm_npu_graph.config import SUPPORTED_ARCHITECTURES
+    from vllm_npu_graph.files import read_json
     from vllm_npu_graph.models import cache_dir, default_model_dir
     from vllm_npu_graph.targets import npu
 
@@ -137,12 +112,9 @@ def cmd_info(args: list[str]) -> int:
         "default_model": str(default_model_dir()),
         "host_cpu": _host_cpu_info(),
     }
-    report = cache_dir() / "last_run.json"
-    if report.is_file():
-        try:
-            info["last_engine_run"] = json.loads(report.read_text())
-        except (OSError, ValueError) as exc:
-            info["last_engine_run"] = f"unreadable ({type(exc).__name__}); it is rewritten by the next engine run"
+    last_run = read_json(cache_dir() / "last_run.json", "last-run report")
+    if last_run is not None:
+        info["last_engine_run"] = last_run
     print(json.dumps(info, indent=2))
     return 0
 
@@ -177,20 +149,8 @@ def cmd_warmup(args: list[str]) -> int:
 
 
 def cmd_bench(args: list[str]) -> int:
-    """Graph vs eager vs the peer; the code lives in the checkout's bench/perf (it
-    drives whole engines and servers, so it is not part of the installed package)."""
-    from pathlib import Path
-
-    bench_dir = Path(__file__).resolve().parents[1] / "bench"
-    if not (bench_dir / "perf" / "main.py").is_file():
-        print(
-            f"vllm-npu-graph bench needs a source checkout (no {bench_dir / 'perf'}); "
-            "install the plugin with `pip install -e` from the repository.",
-            file=sys.stderr,
-        )
-        return 2
-    sys.path.insert(0, str(bench_dir))
-    from perf.main import main as bench_main
+    """Graph vs eager vs the peer (vllm_npu_graph/benchmarks, bench/README.md)."""
+    from vllm_npu_graph.benchmarks.main import main as bench_main
 
     return bench_main(args)
 

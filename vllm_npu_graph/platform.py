@@ -226,7 +226,8 @@ def check_kernels_and_passes(options) -> None:
     if kernels == "native" and any(p.NAME == "rope_kv_write" for p in enabled_passes(_target.name, options.passes)):
         raise PluginConfigError(
             "the rope_kv_write pass writes the KV cache in our kernels' format, which the host's native attention "
-            'does not read: switch it off ("passes": {"rope_kv_write": false}) or use "kernels": "reference" or "triton".'
+            'does not read: switch it off ("passes": {"rope_kv_write": false}) '
+            'or use "kernels": "reference" or "triton".'
         )
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from vllm_npu_graph.ascend_ir.record import recording
 from vllm_npu_graph.kernels import attention_triton, fused_triton
 from vllm_npu_graph.kernels.launch import ascend_table
-from vllm_npu_graph.ascend_ir.record import recording
 
 # A 910B: 24 AI (cube) cores, 48 vector cores (what triton-ascend's driver reports).
 TABLE = ascend_table(vector_cores=48, ai_cores=24)

@@ -10,21 +10,19 @@ Compiled code is cached in our own folder (compilation/cache_store.py) under our
 """
 
 import hashlib
-import os
 import time
 from typing import Any
 
-import torch
 import torch.fx as fx
 from vllm import envs as vllm_envs
 from vllm.compilation.compiler_interface import CompilerInterface
 
-from vllm_npu_graph import envs
+from vllm_npu_graph import faults
 from vllm_npu_graph.compilation import cache_key
 from vllm_npu_graph.compilation.cache_store import CompileCache
-from vllm_npu_graph.compilation.frozen_values import violation
 from vllm_npu_graph.compilation.pass_manager import NPUGraphPassManager
 from vllm_npu_graph.config import NPUGraphConfig, plugin_config
+from vllm_npu_graph.frozen_values import violation
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.ops import attention, fused  # noqa: F401  (cached artifacts call torch.ops.npu_graph)
 from vllm_npu_graph.passes import enabled_passes
@@ -137,8 +135,9 @@ class NPUGraphCompiler(CompilerInterface):
         attn_counts = count_ops(graph.graph, ATTENTION_OPS)
         start, runs = time.perf_counter(), passes.runs
         try:
-            if os.environ.get(envs.FAIL_COMPILE) == "1":
-                raise RuntimeError(f"failure injected by {envs.FAIL_COMPILE}")
+            injected = faults.plan().compile_failure()
+            if injected is not None:
+                raise injected
             compiled = self.target.lower_graph(graph, example_inputs, passes)
         except Exception as exc:  # the eager path must stay available
             logger.error(

@@ -28,14 +28,10 @@ SOURCE_GROUPS = {
     "passes": ("passes",),
     "ops": ("ops",),
     "kernels": ("kernels",),
-    "lowering": ("compilation", "targets", "attention", "platform.py", "config.py"),
+    "lowering": ("compilation", "targets", "attention", "platform.py", "config.py", "frozen_values.py"),
 }
 # The warm-up command and the cache bookkeeping change no artifact (the store has a format number).
 NOT_LOWERING = {"compilation/warmup.py", "compilation/cache_store.py", "compilation/cache_key.py"}
-
-# Our variables that change what is compiled or captured (the rest name folders/ports,
-# or differ per worker process).
-KEY_ENV_VARS = (envs.TARGET, envs.STRICT_GRAPHS, envs.FAIL_CAPTURE_SIZES)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _SAMPLE = 1 << 20  # bytes hashed from each end of a weight file
@@ -145,7 +141,7 @@ def key_components(vllm_config, target, options, sources: dict | None = None) ->
         "lowering": ",".join(name for name, _ in target.lowering_passes(kernels)) or "none",
         "capture_sizes": ",".join(map(str, compilation.cudagraph_capture_sizes or [])),
         "cudagraph_mode": str(compilation.cudagraph_mode.name if compilation.cudagraph_mode is not None else None),
-        "env": json.dumps({k: os.environ.get(k, "") for k in KEY_ENV_VARS}, sort_keys=True),
+        "env": json.dumps(envs.compile_factors(), sort_keys=True),
         # Everything else vLLM says shapes the graph (max_model_len, parallelism, ...).
         "vllm_config": engine_config_hash(vllm_config),
     }

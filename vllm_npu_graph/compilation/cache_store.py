@@ -24,6 +24,7 @@ from pathlib import Path
 
 from vllm_npu_graph import envs
 from vllm_npu_graph.compilation import cache_key
+from vllm_npu_graph.files import write_json_atomic
 from vllm_npu_graph.log import get_logger
 
 logger = get_logger(__name__)
@@ -49,12 +50,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _process_alive(pid: int) -> bool:
@@ -149,7 +144,7 @@ class CompileCache:
                 (entry / name).unlink(missing_ok=True)
                 manifest = read_manifest(entry)
                 if manifest and manifest.get("artifacts", {}).pop(name, None) is not None:
-                    _write_json_atomic(entry / MANIFEST, manifest)
+                    write_json_atomic(entry / MANIFEST, manifest)
         except OSError as exc:
             self._disable("removing a corrupt artifact", exc)
 
@@ -179,7 +174,7 @@ class CompileCache:
                 }
                 manifest["artifacts"][name] = record
                 manifest["updated"] = time.time()
-                _write_json_atomic(entry / MANIFEST, manifest)
+                write_json_atomic(entry / MANIFEST, manifest)
             return True
         except OSError as exc:
             self._disable("writing an artifact", exc)

@@ -6,8 +6,6 @@ compiled module eagerly, and every such fallback is counted by reason.
 """
 
 import contextlib
-import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,28 +14,13 @@ import torch
 from vllm.config import CUDAGraphMode
 from vllm.forward_context import BatchDescriptor, get_forward_context
 
-from vllm_npu_graph import envs
-from vllm_npu_graph.compilation.frozen_values import GraphFaithfulnessError
+from vllm_npu_graph import faults
+from vllm_npu_graph.files import write_json_atomic
+from vllm_npu_graph.frozen_values import GraphFaithfulnessError
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
 
 logger = get_logger(__name__)
-
-# Fault injection for tests: comma-separated token counts whose capture raises.
-FAIL_CAPTURE_ENV = envs.FAIL_CAPTURE_SIZES
-
-
-def injected_capture_failure(num_tokens: int) -> Exception | None:
-    """The error FAIL_CAPTURE_SIZES makes this size's capture raise, if any: `N` a plain
-    failure of size N; `oom:N` an out-of-memory error for N tokens and more (the memory a
-    capture needs grows with its size, so a memory limit hits every larger size too)."""
-    for item in os.environ.get(FAIL_CAPTURE_ENV, "").split(","):
-        item = item.strip()
-        if item.startswith("oom:") and num_tokens >= int(item[len("oom:") :]):
-            return torch.OutOfMemoryError(f"out of memory injected by {FAIL_CAPTURE_ENV}={item}")
-        if item == str(num_tokens):
-            return RuntimeError(f"failure injected by {FAIL_CAPTURE_ENV}")
-    return None
 
 
 def _num_tokens(args, kwargs) -> int | None:
@@ -70,8 +53,7 @@ class GraphFallbacks:
 
     def save(self, path: Path, **facts) -> None:
         """Written at engine shutdown; `vllm-npu-graph info` shows the last one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**facts, "eager_fallbacks": dict(self.counts)}, indent=2))
+        write_json_atomic(path, {**facts, "eager_fallbacks": dict(self.counts)})
 
 
 class NPUGraphWrapper(torch.nn.Module):
@@ -86,6 +68,7 @@ class NPUGraphWrapper(torch.nn.Module):
         self.max_capture_size = max_capture_size
         self.fallbacks = fallbacks
         self.target = get_target()
+        self.faults = faults.plan()
         self.graphs: dict[BatchDescriptor, object] = {}
         self.failed: dict[BatchDescriptor, str] = {}
         self.capture_seconds: dict[BatchDescriptor, float] = {}  # the capture alone, per size
@@ -144,7 +127,7 @@ class NPUGraphWrapper(torch.nn.Module):
                 self.fallbacks.record(f"size {desc.num_tokens} was not captured at start-up")
             return self.runnable(*args, **kwargs)
         try:
-            injected = injected_capture_failure(desc.num_tokens)
+            injected = self.faults.capture_failure(desc.num_tokens)
             if injected is not None:
                 raise injected
             start = time.perf_counter()

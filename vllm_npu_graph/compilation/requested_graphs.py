@@ -12,7 +12,9 @@ from vllm_npu_graph.config import setting_error
 SERVED_MODES = ("FULL_DECODE_ONLY", "NONE")
 # Why each mode we don't serve can't be honoured, for the error line.
 UNSERVED_WHY = {
-    "FULL": "FULL would capture prefill and mixed batches too, but our prefill attention sizes its grid from host values",
+    "FULL": (
+        "FULL would capture prefill and mixed batches too, but our prefill attention sizes its grid from host values"
+    ),
     "PIECEWISE": "piecewise graphs need the decoder split at attention, and we compile it whole",
     "FULL_AND_PIECEWISE": "piecewise graphs need the decoder split at attention, and we compile it whole",
 }

@@ -15,13 +15,12 @@ entry), or that something failed (exit 2). `--clear` removes our entries, only o
 """
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 from vllm_npu_graph.compilation import cache_key
 from vllm_npu_graph.compilation.cache_store import CompileCache
+from vllm_npu_graph.files import write_json_atomic
 
 WARM, COLD, ERROR = 0, 1, 2
 
@@ -107,7 +106,8 @@ def table(result: dict) -> str:
         )
     t, cache = result["totals"], result["cache"]
     lines += [
-        f"decoder compile: {t['compilation_s']:.2f} s ({t['compile_source']}); engine start {t['engine_startup_s']:.2f} s",
+        f"decoder compile: {t['compilation_s']:.2f} s ({t['compile_source']}); "
+        f"engine start {t['engine_startup_s']:.2f} s",
         f"totals: {t['sizes']} sizes, first runs {t['first_runs_s']:.2f} s, captures {t['capture_s']:.2f} s "
         f"(capture step {t['capture_phase_s']:.2f} s), "
         f"graph memory {t['graph_bytes'] / 2**20:.1f} MiB (captured graphs are not cached: every start captures)",
@@ -119,7 +119,7 @@ def table(result: dict) -> str:
 
 def write_json(path: str | None, data: dict) -> None:
     if path:
-        Path(path).write_text(json.dumps(data, indent=2, default=str))
+        write_json_atomic(path, data, default=str)
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,7 @@
 """Our fusion passes, in the order they run. Each module has NAME, NEEDS_IR_WRAP
 (whether it matches vLLM's IR ops, which vLLM then keeps as ops in the graph),
-DEFAULT_ON (the targets where it runs unless switched off) and run(graph) -> number of
-rewrites.
+DEFAULT_ON (the targets where it runs unless switched off), optionally AFTER (the passes
+whose output it matches, which must run before it) and run(graph) -> number of rewrites.
 
 Defaults: on the NPU every pass (the fused torch_npu / Triton ops are the point there;
 on an H100 the folded RoPE+KV-write kernel beat RoPE then a separate write, see
@@ -15,6 +15,18 @@ from vllm_npu_graph.passes import add_rms_norm, attention, linear, noop, qkv_rop
 
 PASSES = (noop, rms_norm, add_rms_norm, swiglu, qkv_rope, rope_kv_write, attention, linear)
 PASS_NAMES = tuple(p.NAME for p in PASSES)
+
+
+def check_order(passes) -> None:
+    """Every pass runs after the passes whose output it matches."""
+    names = [p.NAME for p in passes]
+    for i, p in enumerate(passes):
+        late = [dep for dep in getattr(p, "AFTER", ()) if dep not in names[:i]]
+        if late:
+            raise RuntimeError(f"pass {p.NAME} matches the output of {', '.join(late)}, which must run before it")
+
+
+check_order(PASSES)
 
 
 def enabled_passes(target_name: str, switches: dict[str, bool]):

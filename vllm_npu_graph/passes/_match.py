@@ -1,13 +1,22 @@
 """Small helpers for matching aten graphs."""
 
+from types import SimpleNamespace
+
 import torch
 import torch.fx as fx
+from torch.fx.operator_schemas import normalize_function
 
 aten = torch.ops.aten
 
 
 def is_call(node, *targets) -> bool:
     return isinstance(node, fx.Node) and node.op == "call_function" and node.target in targets
+
+
+def arguments(node: fx.Node) -> SimpleNamespace:
+    """An aten call's arguments by schema name, defaults filled in (`arguments(split).dim`)."""
+    bound = normalize_function(node.target, node.args, node.kwargs, normalize_to_only_use_kwargs=True)
+    return SimpleNamespace(**bound.kwargs)
 
 
 def functionalized_calls(graph, op) -> list:

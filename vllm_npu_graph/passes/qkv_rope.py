@@ -9,15 +9,53 @@ covers part of the head, when q and k use different positions or caches, or when
 anything else reads an intermediate (the split halves, the normed head)."""
 
 import operator
+from typing import NamedTuple
 
 import torch
 import torch.fx as fx
 
-from vllm_npu_graph.passes._match import aten, is_call, replace_node
+from vllm_npu_graph.passes._match import arguments, aten, is_call, replace_node
 
 NAME = "qkv_rope"
 NEEDS_IR_WRAP = False
 DEFAULT_ON = ("npu",)
+
+
+class Half(NamedTuple):
+    x: fx.Node  # the tensor split in two along its last dim
+    index: int  # 0: first half, 1: second half
+
+
+class Trig(NamedTuple):
+    cache: fx.Node  # cos_sin_cache
+    positions: fx.Node
+    which: int  # 0: cos, 1: sin
+
+
+class Term(NamedTuple):
+    """mul(half of x, cos or sin): one of RoPE's four products."""
+
+    half: Half
+    trig: Trig
+
+
+class Rope(NamedTuple):
+    x: fx.Node
+    cache: fx.Node
+    positions: fx.Node
+
+
+class MatchedRope(NamedTuple):
+    node: fx.Node  # RoPE's output
+    cache: fx.Node
+    positions: fx.Node
+    norm_weight: fx.Node | None  # the per-head RMSNorm before it (Qwen3), if any
+    norm_eps: float | None
+
+
+# NeoX RoPE: cat(x1*cos - x2*sin, x2*cos + x1*sin); the first pair in order, the second in any order.
+FIRST_PAIR = [(0, 0), (1, 1)]  # (half index, trig which)
+SECOND_PAIR = [(0, 1), (1, 0)]
 
 
 def _last_dim(node, dim) -> bool:
@@ -25,64 +63,65 @@ def _last_dim(node, dim) -> bool:
     return val is not None and dim in (-1, val.dim() - 1)
 
 
-def _split_half(node):
-    """(x, i) when node is item i of split(x, half, -1) with x exactly two halves."""
+def _split_half(node) -> Half | None:
+    """Item i of split(x, half, -1), with x exactly two halves."""
     if not is_call(node, operator.getitem) or not is_call(node.args[0], aten.split.Tensor):
         return None
-    split = node.args[0]
-    x, half, dim = (list(split.args) + [0])[:3]
-    if not _last_dim(x, dim) or x.meta["val"].shape[-1] != 2 * half:
+    split = arguments(node.args[0])
+    x = split.input
+    if not _last_dim(x, split.dim) or x.meta["val"].shape[-1] != 2 * split.split_size:
         return None
-    return x, node.args[1]
+    return Half(x, node.args[1])
 
 
-def _trig(node):
-    """(cache, positions, i) when node is cos (i=0) or sin (i=1) of cache[positions],
-    unsqueezed over the heads."""
+def _trig(node) -> Trig | None:
+    """cos (which=0) or sin (which=1) of cache[positions], unsqueezed over the heads."""
     if not is_call(node, aten.unsqueeze.default) or node.args[1] != -2:
         return None
     half = _split_half(node.args[0])
-    if half is None or not is_call(half[0], aten.index.Tensor):
+    if half is None or not is_call(half.x, aten.index.Tensor):
         return None
-    cache, indices = half[0].args
+    cache, indices = half.x.args
     if len(indices) != 1:
         return None
-    return cache, indices[0], half[1]
+    return Trig(cache, indices[0], half.index)
 
 
-def _term(node):
-    """(x, x_half, cache, positions, trig) for mul(x_half_of_x, cos_or_sin)."""
+def _term(node) -> Term | None:
     if not is_call(node, aten.mul.Tensor):
         return None
     for a, b in (node.args, node.args[::-1]):
         half, trig = _split_half(a), _trig(b)
         if half is not None and trig is not None:
-            return half[0], half[1], trig[0], trig[1], trig[2]
+            return Term(half, trig)
     return None
 
 
-def _rope(node):
-    """(x, cache, positions) when node = NeoX RoPE of x over its whole last dim."""
-    if not is_call(node, aten.cat.default) or len(node.args[0]) != 2 or not _last_dim(node, (node.args + (0,))[1]):
+def _rope(node) -> Rope | None:
+    """NeoX RoPE of x over its whole last dim."""
+    if not is_call(node, aten.cat.default):
         return None
-    first, second = node.args[0]
+    cat = arguments(node)
+    if len(cat.tensors) != 2 or not _last_dim(node, cat.dim):
+        return None
+    first, second = cat.tensors
     if not is_call(first, aten.sub.Tensor) or not is_call(second, aten.add.Tensor):
         return None
     terms = [_term(n) for n in (*first.args, *second.args)]
     if any(t is None for t in terms):
         return None
-    x, cache, positions = terms[0][0], terms[0][2], terms[0][3]
-    if any((t[0], t[2], t[3]) != (x, cache, positions) for t in terms):
+    rope = Rope(terms[0].half.x, terms[0].trig.cache, terms[0].trig.positions)
+    if any(Rope(t.half.x, t.trig.cache, t.trig.positions) != rope for t in terms):
         return None
-    roles = [(t[1], t[4]) for t in terms]  # (which half, cos=0/sin=1)
-    if roles[:2] != [(0, 0), (1, 1)] or sorted(roles[2:]) != [(0, 1), (1, 0)]:
+    roles = [(t.half.index, t.trig.which) for t in terms]
+    if roles[:2] != FIRST_PAIR or sorted(roles[2:]) != SECOND_PAIR:
         return None
-    if cache.meta["val"].shape[-1] != x.meta["val"].shape[-1]:
+    if rope.cache.meta["val"].shape[-1] != rope.x.meta["val"].shape[-1]:
         return None  # partial rotary
-    halves = [u for u in x.users if is_call(u, aten.split.Tensor)]
-    if len(x.users) != 1 or any(len(g.users) != 2 for h in halves for g in h.users):
+    halves = [u for u in rope.x.users if is_call(u, aten.split.Tensor)]
+    if len(rope.x.users) != 1 or any(len(g.users) != 2 for h in halves for g in h.users):
         return None  # something else reads the head or one of its halves
-    return x, cache, positions
+    return rope
 
 
 _NORMS = ("npu_graph.rms_norm.default", "vllm_ir.rms_norm.default")
@@ -111,27 +150,33 @@ def run(graph: fx.Graph) -> int:
     from vllm_npu_graph.ops import fused  # noqa: F401
 
     order = {n: i for i, n in enumerate(graph.nodes)}
-    ropes = {}
+    ropes: dict[fx.Node, MatchedRope] = {}
     for node in graph.nodes:
         rope = _rope(node)
         if rope is not None:
-            head, weight, eps = _unnorm(rope[0])
-            ropes[head] = (node, rope[1], rope[2], weight, eps)
+            head, weight, eps = _unnorm(rope.x)
+            ropes[head] = MatchedRope(node, rope.cache, rope.positions, weight, eps)
     count = 0
     for split in list(graph.nodes):
-        if not is_call(split, aten.split_with_sizes.default) or not _last_dim(split.args[0], (split.args + (0,))[2]):
+        if not is_call(split, aten.split_with_sizes.default):
+            continue
+        split_args = arguments(split)
+        qkv, sizes = split_args.input, split_args.split_sizes
+        if not _last_dim(qkv, split_args.dim):
             continue
         items = {u.args[1]: u for u in split.users if is_call(u, operator.getitem)}
-        if len(split.args[1]) != 3 or sorted(items) != [0, 1, 2] or any(len(items[i].users) != 1 for i in (0, 1)):
+        if len(sizes) != 3 or sorted(items) != [0, 1, 2] or any(len(items[i].users) != 1 for i in (0, 1)):
             continue
         q_view, k_view = (next(iter(items[i].users)) for i in (0, 1))
         if q_view not in ropes or k_view not in ropes:
             continue
-        q_rope, cache, positions, q_weight, q_eps = ropes[q_view]
-        k_rope, k_cache, k_positions, k_weight, k_eps = ropes[k_view]
+        q, k = ropes[q_view], ropes[k_view]
+        cache, positions = q.cache, q.positions
+        q_rope, q_weight, q_eps = q.node, q.norm_weight, q.norm_eps
+        k_rope, k_weight, k_eps = k.node, k.norm_weight, k.norm_eps
         head_size = int(q_view.meta["val"].shape[2])
-        hq, hkv = (int(n) // head_size for n in split.args[1][:2])
-        if (k_cache, k_positions) != (cache, positions) or split.args[1][2] != split.args[1][1]:
+        hq, hkv = (int(n) // head_size for n in sizes[:2])
+        if (k.cache, k.positions) != (cache, positions) or sizes[2] != sizes[1]:
             continue
         if not (_head_view(q_view, split, 0, hq, head_size) and _head_view(k_view, split, 1, hkv, head_size)):
             continue
@@ -140,7 +185,7 @@ def run(graph: fx.Graph) -> int:
         v_views = list(items[2].users)
         if not all(_head_view(v, split, 2, hkv, head_size) for v in v_views):
             continue
-        inputs = [split.args[0], positions, cache, q_weight, k_weight]
+        inputs = [qkv, positions, cache, q_weight, k_weight]
         first_use = min((u for out in (q_rope, k_rope, *v_views) for u in out.users), key=order.get, default=None)
         if first_use is None or any(isinstance(i, fx.Node) and order[i] >= order[first_use] for i in inputs):
             continue
@@ -148,7 +193,7 @@ def run(graph: fx.Graph) -> int:
         with graph.inserting_before(first_use):
             new = graph.call_function(
                 torch.ops.npu_graph.qkv_rope.default,
-                (split.args[0], positions, cache, hq, hkv, head_size, q_weight, k_weight, eps),
+                (qkv, positions, cache, hq, hkv, head_size, q_weight, k_weight, eps),
             )
             outs = [graph.call_function(operator.getitem, (new, i)) for i in range(3)]
         for old, out in ((q_rope, outs[0]), (k_rope, outs[1]), *((v, outs[2]) for v in v_views)):

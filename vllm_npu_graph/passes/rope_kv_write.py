@@ -16,6 +16,7 @@ from vllm_npu_graph.passes._match import is_call, replace_node
 NAME = "rope_kv_write"
 NEEDS_IR_WRAP = False
 DEFAULT_ON = ("npu",)
+AFTER = ("qkv_rope",)  # it matches npu_graph::qkv_rope
 
 
 def _item_of(node, index):

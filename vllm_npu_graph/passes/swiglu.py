@@ -8,7 +8,7 @@ dtype casts around it. Left alone when the gate's activation has another user.""
 import torch
 import torch.fx as fx
 
-from vllm_npu_graph.passes._match import aten, is_call, replace_node, strip_converts
+from vllm_npu_graph.passes._match import arguments, aten, is_call, replace_node, strip_converts
 
 NAME = "swiglu"
 NEEDS_IR_WRAP = False
@@ -34,14 +34,15 @@ def _silu_input(node):
 
 
 def _last_dim_slice(node):
-    """(source, start, end) for a slice of the last dim, else None."""
+    """(source, start, end) for a unit-step slice of the last dim, else None."""
     if not is_call(node, aten.slice.Tensor):
         return None
-    src, dim, start, end = (list(node.args) + [0, None, None])[:4]
+    args = arguments(node)
+    src = args.input
     val = src.meta.get("val") if isinstance(src, fx.Node) else None
-    if val is None or dim not in (-1, val.dim() - 1):
+    if val is None or args.dim not in (-1, val.dim() - 1) or args.step != 1:
         return None
-    return src, start, end
+    return src, args.start, args.end
 
 
 def run(graph: fx.Graph) -> int:

@@ -5,19 +5,17 @@ Ascend device is really present and otherwise leaves the machine to vLLM's own p
 """
 
 import functools
-import os
 
+from vllm_npu_graph import envs
 from vllm_npu_graph.envs import TARGET as ENV_VAR
 from vllm_npu_graph.targets.base import Target, TargetError
 
-TARGET_NAMES = ("auto", "npu", "host")
-
 
 def requested_target() -> str:
-    value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-    if value not in TARGET_NAMES:
-        raise TargetError(f"{ENV_VAR}={value!r} is not a known target; set it to one of: {', '.join(TARGET_NAMES)}.")
-    return value
+    try:
+        return envs.read(ENV_VAR)
+    except envs.EnvError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def resolve_target_name() -> str | None:

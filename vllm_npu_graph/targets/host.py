@@ -10,7 +10,7 @@ import psutil
 import torch
 
 from vllm_npu_graph import envs
-from vllm_npu_graph.compilation.frozen_values import FrozenForwardContext, no_host_sync, violation
+from vllm_npu_graph.frozen_values import FrozenForwardContext, no_host_sync, violation
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets.base import Target, refresh_static_inputs
 
@@ -25,7 +25,7 @@ def plain_tensor(value):
 class HostGraph:
     """A captured graph, emulated as a device graph behaves: the compiled callable
     replayed over the static input buffers seen at capture, writing into one static
-    output, with the host values of capture time (see compilation/frozen_values.py)."""
+    output, with the host values of capture time (see frozen_values.py)."""
 
     def __init__(self, fn, args, kwargs) -> None:
         from vllm.forward_context import get_forward_context
@@ -98,8 +98,9 @@ class HostTarget(Target):
 
     def activate(self) -> None:
         """The CPU's tier first (host_isa.py: a CPU below vLLM's floor, or a forced tier
-        it lacks, is refused here, before weights load). Then: vLLM's GPU-style paths call torch.accelerator.synchronize / empty_cache /
-        empty_host_cache, which raise on a machine without an accelerator. Host work
+        it lacks, is refused here, before weights load). Then: vLLM's GPU-style paths call
+        torch.accelerator.synchronize / empty_cache / empty_host_cache, which raise on a
+        machine without an accelerator. Host work
         is synchronous and has no caching allocator, so they become no-ops here, and
         only when no accelerator exists (vLLM's own CPU runner does the same)."""
         from vllm_npu_graph.targets import host_isa
@@ -174,7 +175,7 @@ class HostTarget(Target):
         mode (tests), where they check our ops' fake impls against the real outputs."""
         from torch._inductor import standalone_compile
 
-        from vllm_npu_graph.compilation.frozen_values import strict_graphs
+        from vllm_npu_graph.frozen_values import strict_graphs
 
         checks = strict_graphs()
         return standalone_compile(

@@ -104,12 +104,10 @@ def tier_of(capabilities: dict) -> str | None:
 
 
 def requested() -> str:
-    value = os.environ.get(envs.HOST_ISA, AUTO).strip().lower() or AUTO
-    if value not in (AUTO, *TIERS):
-        raise HostISAError(
-            f"{envs.HOST_ISA}={value!r} is not a host CPU tier; set one of: {', '.join((AUTO, *TIERS))}."
-        )
-    return value
+    try:
+        return envs.read(envs.HOST_ISA)
+    except envs.EnvError as exc:
+        raise HostISAError(str(exc)) from None
 
 
 def resolve(capabilities: dict | None = None, machine: str | None = None, wanted: str | None = None) -> HostISA:

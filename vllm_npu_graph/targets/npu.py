@@ -28,6 +28,11 @@ def missing_requirement() -> str | None:
     return None
 
 
+def devices_summary() -> str:
+    """`<device name> x<count>`, for reports (call only when missing_requirement() is None)."""
+    return f"{torch.npu.get_device_name(0)} x{torch.npu.device_count()}"
+
+
 class NPUGraphCapture:
     """One ACL graph (torch.npu.NPUGraph) captured in the shared pool."""
 

@@ -1,20 +1,19 @@
 """Our model runner: vLLM's GPUModelRunner with the device calls sent to the target
 and our static-graph wrapper in place of the CUDA one."""
 
-import os
 import time
 
 import numpy as np
 import torch
-from vllm.compilation.cuda_graph import CUDAGraphWrapper
 from tqdm import tqdm
+from vllm.compilation.cuda_graph import CUDAGraphWrapper
 from vllm.config import CUDAGraphMode
 from vllm.distributed.parallel_state import is_global_first_rank
 from vllm.utils.gc_utils import freeze_gc_for_cudagraph_capture
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 from vllm.v1.worker.workspace import lock_workspace
 
-from vllm_npu_graph import envs
+from vllm_npu_graph import faults
 from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.models import cache_dir
@@ -39,7 +38,7 @@ class NPUGraphModelRunner(GPUModelRunner):
         self.capture_report: list[dict] = []  # per size: warm-up run, capture, graph memory
         self.capture_phase_s = 0.0  # the whole capture step (GC freeze, all sizes, workspace lock)
         self.model_steps = 0  # scheduled (non-empty) model steps served
-        self.fail_step = int(os.environ.get(envs.FAIL_STEP) or 0)  # fault injection: 0 = never
+        self.faults = faults.plan()
         super().__init__(vllm_config, device)
 
     def load_model(self, load_dummy_weights: bool = False) -> None:
@@ -126,10 +125,9 @@ class NPUGraphModelRunner(GPUModelRunner):
     def execute_model(self, scheduler_output, *args, **kwargs):
         if scheduler_output.total_num_scheduled_tokens:
             self.model_steps += 1
-            if self.model_steps == self.fail_step:
-                raise RuntimeError(
-                    f"failure injected by {envs.FAIL_STEP}={self.fail_step} in model step {self.model_steps}"
-                )
+            injected = self.faults.step_failure(self.model_steps)
+            if injected is not None:
+                raise injected
         return super().execute_model(scheduler_output, *args, **kwargs)
 
     def _sample(self, logits, spec_decode_metadata):

@@ -13,8 +13,7 @@ import os
 import sys
 import tempfile
 
-from conftest import PROMPTS, make_llm, prompts_of_lengths, shutdown_llm
-
+from helpers.engines import PROMPTS, make_llm, prompts_of_lengths, shutdown_llm
 from vllm_npu_graph.passes import PASS_NAMES
 
 TRITON = {"npu_graph": {"kernels": "triton"}}

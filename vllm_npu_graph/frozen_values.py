@@ -24,6 +24,7 @@ import sys
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from vllm_npu_graph import envs
 from vllm_npu_graph.envs import STRICT_GRAPHS as STRICT_ENV
 from vllm_npu_graph.log import get_logger
 
@@ -35,7 +36,7 @@ class GraphFaithfulnessError(RuntimeError):
 
 
 def strict_graphs() -> bool:
-    return os.environ.get(STRICT_ENV, "0").strip().lower() in ("1", "true", "yes")
+    return envs.read(STRICT_ENV)
 
 
 _warned: set[str] = set()
@@ -113,7 +114,7 @@ class FrozenForwardContext:
     def recording(self, ctx):
         """Run the capture with metadata that records every field read."""
         proxies = {}
-        for layer, meta in self._each(self.metadata):
+        for _layer, meta in self._each(self.metadata):
             if meta is not None and id(meta) not in proxies:
                 proxies[id(meta)] = _RecordingMetadata(meta, self.reads.setdefault(id(meta), {}))
         ctx.attn_metadata = (

@@ -4,10 +4,11 @@ generated token ids of every choice), with a timeout on every request.
 
 Kinds (one `Spec` each): `greedy` / `greedy-stream` (completion, temperature 0, prompt
 as token ids), `chat` / `chat-stream` (greedy), `disconnect` (a stream the client drops
-after two chunks), `overlong` (`max_tokens` past the context: above the whole
-context a 400, from a prompt near its end an answer cut at the context; never a 5xx), `n` (n>1, sampled), `seeded` (two requests with the same seed and
-prompt, sent apart: their text must match), `burst` (identical prompts sent together:
-the prefix cache serves all but the first)."""
+after two chunks), `overlong` (`max_tokens` past the context: above the whole context a
+400, from a prompt near its end an answer cut at the context; never a 5xx), `n` (n>1,
+sampled), `seeded` (two requests with the same seed and prompt, sent apart: their text
+must match), `burst` (identical prompts sent together: the prefix cache serves all but
+the first)."""
 
 import asyncio
 import json

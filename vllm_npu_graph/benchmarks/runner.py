@@ -15,9 +15,9 @@ import time
 import traceback
 from pathlib import Path
 
-from perf import online, procs
+from vllm_npu_graph.benchmarks import online, procs
 
-BENCH_DIR = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path("bench") / "results"  # committed runs, relative to the checkout the bench runs in
 
 
 def free_port() -> int:
@@ -27,11 +27,9 @@ def free_port() -> int:
 
 
 def mode_env(mode, settings, cache: Path) -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p)
     return {
         **settings.thread_env(),
         **mode.env,
-        "PYTHONPATH": path,
         "VLLM_CACHE_ROOT": str(cache / "vllm"),
         "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
         "TRITON_CACHE_DIR": str(cache / "triton"),
@@ -53,7 +51,9 @@ def run_offline(mode, settings, env: dict, logs: Path, tag: str, timeout_s: floa
     spec_path.write_text(json.dumps(spec))
     launched = time.time()
     log = logs / f"{tag}-offline.log"
-    proc, rss = procs.launch([sys.executable, "-m", "perf.offline_worker", str(spec_path), str(out_path)], env, log)
+    proc, rss = procs.launch(
+        [sys.executable, "-m", "vllm_npu_graph.benchmarks.offline_worker", str(spec_path), str(out_path)], env, log
+    )
     try:
         proc.wait(timeout=timeout_s)
     finally:

@@ -1,6 +1,6 @@
 """One offline measurement: start one engine, time decode per batch size and prefill
 per prompt length, record the greedy tokens of fixed prompts. Runs in its own process
-(`python -m perf.offline_worker SPEC OUT`) so each mode and repeat gets a fresh engine
+(`python -m vllm_npu_graph.benchmarks.offline_worker SPEC OUT`) so each mode and repeat gets a fresh engine
 and its own peak memory.
 
 Decode time per output token = (time of N+1 new tokens - time of 1 new token) / N at

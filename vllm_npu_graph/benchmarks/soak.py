@@ -2,7 +2,7 @@
 the checks a user relies on: no 5xx, no KV-cache block leaked, every greedy answer equal
 to an eager server's, healthy afterwards, and a stop with no error in the log.
 
-    PYTHONPATH=$PWD flock /tmp/npu-graph-engine.lock .venv/bin/python bench/soak.py [--quick]
+    flock /tmp/npu-graph-engine.lock .venv/bin/python -m vllm_npu_graph.benchmarks.soak [--quick]
 
 One server at a time (2-core machines): the graph server serves the whole mix and is
 stopped; then an eager server (`--enforce-eager`, otherwise the same flags) replays the
@@ -24,15 +24,11 @@ from pathlib import Path
 
 import psutil
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-import soak_workload as workload  # noqa: E402
-from perf import machine, online, procs  # noqa: E402
-from perf.modes import build_modes  # noqa: E402
-from perf.runner import first_mismatch, free_port  # noqa: E402
-
-from vllm_npu_graph.cli import wait_until_healthy  # noqa: E402
+from vllm_npu_graph.benchmarks import machine, online, procs
+from vllm_npu_graph.benchmarks import soak_workload as workload
+from vllm_npu_graph.benchmarks.modes import build_modes
+from vllm_npu_graph.benchmarks.runner import RESULTS_DIR, first_mismatch, free_port
+from vllm_npu_graph.processes import wait_until_healthy
 
 MAX_MODEL_LEN = 2048
 CONCURRENCY = 32
@@ -155,10 +151,10 @@ def start_server(mode, model: str, port: int, log: Path, extra: dict):
     proc, peak = procs.launch(online.serve_command(args, port), mode.env, log)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", proc, timeout_s=900)
-    except Exception:
+    except Exception as exc:
         procs.stop(proc)
         peak.stop()
-        raise RuntimeError(f"the {mode.name} server did not start; its log: {log}\n{procs.tail(log)}")
+        raise RuntimeError(f"the {mode.name} server did not start; its log: {log}\n{procs.tail(log)}") from exc
     return proc, peak
 
 
@@ -427,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model = str(build_default_model())
     preset = "quick" if args.quick else "full"
     created = datetime.datetime.now(datetime.timezone.utc)
-    out = args.out or BENCH_DIR / "results" / f"soak-{created:%Y-%m-%d}{'-quick' if args.quick else ''}"
+    out = args.out or RESULTS_DIR / f"soak-{created:%Y-%m-%d}{'-quick' if args.quick else ''}"
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     plan, burst = workload.build_plan(
@@ -452,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "schema": "vllm-npu-graph-soak/1",
         "created": created.isoformat(timespec="seconds"),
-        "command": "bench/soak.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m vllm_npu_graph.benchmarks.soak " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine.describe(),
         "versions": machine.versions(),
         "settings": {

@@ -27,13 +27,13 @@ def cpu_model() -> str:
 
 
 def npu_model() -> str | None:
-    from perf.modes import npu_present
+    from vllm_npu_graph.benchmarks.modes import npu_present
 
     if not npu_present():
         return None
-    import torch
+    from vllm_npu_graph.targets.npu import devices_summary
 
-    return f"{torch.npu.get_device_name(0)} x{torch.npu.device_count()}"
+    return devices_summary()
 
 
 def versions() -> dict:

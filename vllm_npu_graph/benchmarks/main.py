@@ -10,12 +10,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from perf import machine, plots, report, runner, schema
-from perf.modes import BASE_MODES, build_modes
-from perf.settings import PRESETS, Settings
+from vllm_npu_graph.benchmarks import machine, plots, report, runner, schema
+from vllm_npu_graph.benchmarks.modes import BASE_MODES, build_modes
+from vllm_npu_graph.benchmarks.settings import PRESETS, Settings
 
 SCHEMA = "vllm-npu-graph-bench/1"
-RESULTS_DIR = runner.BENCH_DIR / "results"
+RESULTS_DIR = runner.RESULTS_DIR
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from perf import procs
-
-from vllm_npu_graph.cli import wait_until_healthy
+from vllm_npu_graph.benchmarks import procs
+from vllm_npu_graph.processes import wait_until_healthy
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
 SERVED_NAME = "bench-model"
@@ -23,7 +22,7 @@ def vllm_command() -> list[str]:
 
 
 def serve_command(engine_args: dict, port: int) -> list[str]:
-    from perf.modes import server_flags
+    from vllm_npu_graph.benchmarks.modes import server_flags
 
     return [
         *vllm_command(),

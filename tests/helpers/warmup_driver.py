@@ -4,7 +4,7 @@ the greedy tokens of two prompts as JSON on the last stdout line."""
 import json
 import sys
 
-from conftest import greedy_ids, make_llm, shutdown_llm
+from helpers.engines import greedy_ids, make_llm, shutdown_llm
 
 if __name__ == "__main__":
     model = sys.argv[1]

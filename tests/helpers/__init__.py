@@ -1,0 +1,1 @@
+"""Shared test code: engine helpers, driver scripts run in subprocesses, case lists."""
