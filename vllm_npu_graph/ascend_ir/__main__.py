@@ -4,7 +4,6 @@ report per kernel x specialisation: lowered or the error, mix_mode, cube matmuls
 accesses the adapter could not keep structured. Exit status 1 when a check fails."""
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -13,6 +12,8 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+from vllm_npu_graph.files import write_json_atomic, write_text_atomic
 
 # torch without numpy warns at import; this venv needs no numpy.
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -102,15 +103,15 @@ def main(argv=None) -> int:
     summary = report.summary(rows, header, failures)
     print(summary + f"({wall:.0f} s, {args.jobs} jobs)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "failures": failures, "seconds": wall}, indent=1))
+        write_json_atomic(args.json, {"rows": rows, "failures": failures, "seconds": wall}, indent=1)
     if args.out:
         (args.out / "ir").mkdir(parents=True, exist_ok=True)
         root = str(Path(__file__).resolve().parents[2]) + "/"
         for name, text in kept_ir.items():  # source paths relative to the checkout
-            (args.out / "ir" / f"{name}.ttadapter.mlir").write_text(text.replace(root, ""))
+            write_text_atomic(args.out / "ir" / f"{name}.ttadapter.mlir", text.replace(root, ""))
         stable = [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-        (args.out / "results.json").write_text(json.dumps(stable, indent=1) + "\n")
-        (args.out / "table.md").write_text(summary + "\n" + report.table(rows))
+        write_json_atomic(args.out / "results.json", stable, indent=1)
+        write_text_atomic(args.out / "table.md", summary + "\n" + report.table(rows))
     return 1 if failures else 0
 
 

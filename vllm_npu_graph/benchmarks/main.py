@@ -4,7 +4,6 @@ bench/results/<date>-<machine>[-quick|-dry-run]/."""
 
 import argparse
 import datetime
-import json
 import os
 import shlex
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from vllm_npu_graph.benchmarks import machine, plots, report, runner, schema
 from vllm_npu_graph.benchmarks.modes import BASE_MODES, build_modes
 from vllm_npu_graph.benchmarks.settings import PRESETS, Settings
+from vllm_npu_graph.files import read_json, write_json_atomic, write_text_atomic
 
 SCHEMA = "vllm-npu-graph-bench/1"
 RESULTS_DIR = runner.RESULTS_DIR
@@ -44,9 +44,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def write_outputs(results: dict, out_dir: Path, notes: str | None) -> None:
     title = f"{Path(results['settings']['model']).name}, {results['machine_label']}"
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_json_atomic(out_dir / "results.json", results, indent=1)
     plots.all_plots(results["summary"], out_dir, title)
-    (out_dir / "report.md").write_text(report.render(results, notes))
+    write_text_atomic(out_dir / "report.md", report.render(results, notes))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     notes = args.notes.read_text() if args.notes else None
     if args.render:
-        write_outputs(json.loads((args.render / "results.json").read_text()), args.render, notes)
+        results = read_json(args.render / "results.json", "bench results")
+        if results is None:
+            print(f"bench: no readable results.json in {args.render}", file=sys.stderr)
+            return 2
+        write_outputs(results, args.render, notes)
         print(f"bench: re-rendered {args.render}")
         return 0
     preset = "quick" if args.quick else "dry-run" if args.dry_run else "full"

@@ -11,6 +11,8 @@ import json
 import sys
 import time
 
+from vllm_npu_graph.files import write_json_atomic
+
 GREEDY_PROMPTS = [
     "The capital of France is",
     "def fibonacci(n):",
@@ -92,8 +94,7 @@ def main(argv: list[str]) -> int:
     with open(spec_path) as f:
         spec = json.load(f)
     result = run(spec)
-    with open(out_path, "w") as f:
-        json.dump(result, f)
+    write_json_atomic(out_path, result)
     return 0
 
 

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from vllm_npu_graph.benchmarks import online, procs
+from vllm_npu_graph.files import write_json_atomic
 
 RESULTS_DIR = Path("bench") / "results"  # committed runs, relative to the checkout the bench runs in
 
@@ -48,7 +49,7 @@ def run_offline(mode, settings, env: dict, logs: Path, tag: str, timeout_s: floa
         "greedy_new_tokens": sizes.greedy_new_tokens,
     }
     spec_path, out_path = logs / f"{tag}-offline-spec.json", logs / f"{tag}-offline-out.json"
-    spec_path.write_text(json.dumps(spec))
+    write_json_atomic(spec_path, spec)
     launched = time.time()
     log = logs / f"{tag}-offline.log"
     proc, rss = procs.launch(

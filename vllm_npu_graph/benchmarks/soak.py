@@ -28,6 +28,7 @@ from vllm_npu_graph.benchmarks import machine, online, procs
 from vllm_npu_graph.benchmarks import soak_workload as workload
 from vllm_npu_graph.benchmarks.modes import build_modes
 from vllm_npu_graph.benchmarks.runner import RESULTS_DIR, first_mismatch, free_port
+from vllm_npu_graph.files import write_json_atomic, write_text_atomic
 from vllm_npu_graph.processes import wait_until_healthy
 
 MAX_MODEL_LEN = 2048
@@ -480,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for r in graph["results"]
     ]
-    (out / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "summary.md").write_text(summary_md(report))
+    write_json_atomic(out / "soak.json", report, indent=1)
+    write_text_atomic(out / "summary.md", summary_md(report))
     print(summary_md(report), flush=True)
     return 0 if all(report["analysis"]["checks"].values()) else 1
 

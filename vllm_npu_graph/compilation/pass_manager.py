@@ -12,6 +12,7 @@ from pathlib import Path
 import torch.fx as fx
 from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
 
+from vllm_npu_graph.files import write_text_atomic
 from vllm_npu_graph.log import get_logger
 
 logger = get_logger(__name__)
@@ -49,7 +50,7 @@ class NPUGraphPassManager(CustomGraphPass):
             return
         self.dump_dir.mkdir(parents=True, exist_ok=True)
         path = self.dump_dir / f"graph_{self.runs:03d}_{stage}_passes.txt"
-        path.write_text(str(graph))
+        write_text_atomic(path, str(graph))
         logger.info("npu_graph: graph %s passes dumped to %s", stage, path)
 
     def uuid(self) -> bytes:
