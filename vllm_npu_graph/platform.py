@@ -206,6 +206,23 @@ def check_features(vllm_config) -> None:
     """vLLM features our worker or attention can't serve, refused before the engine starts."""
     if vllm_config.lora_config is not None:
         raise PluginConfigError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
+    # vLLM's GPU runner would die later with a raw traceback on each of these (a CUDA
+    # stream for draft tokens, a pooling stage our runner lacks, no OOT quantized kernel).
+    if vllm_config.speculative_config is not None:
+        raise PluginConfigError(
+            "speculative decoding is not supported by vllm-npu-graph yet; drop --speculative-config."
+        )
+    model = vllm_config.model_config
+    if model is not None and model.runner_type == "pooling":
+        raise PluginConfigError(
+            "pooling models (--runner pooling, --convert embed/classify) are not supported by vllm-npu-graph yet; "
+            "serve a generative model."
+        )
+    if model is not None and model.quantization is not None:
+        raise PluginConfigError(
+            f"quantized models ({model.quantization}) are not supported by vllm-npu-graph yet; "
+            "serve a float16, bfloat16 or float32 checkpoint."
+        )
     cache_dtype = vllm_config.cache_config.cache_dtype
     if cache_dtype != "auto":
         raise setting_error(

@@ -296,6 +296,30 @@ CASES = [
         dict(enable_lora=True),
         r"^Value error, LoRA is not supported by vllm-npu-graph yet; drop --enable-lora\.$",
     ),
+    Case(
+        "speculative-ngram",
+        dict(
+            speculative_config={
+                "method": "ngram",
+                "num_speculative_tokens": 3,
+                "prompt_lookup_max": 3,
+                "prompt_lookup_min": 1,
+            }
+        ),
+        r"^Value error, speculative decoding is not supported by vllm-npu-graph yet; drop --speculative-config\.$",
+        note="before: the engine core died at start-up (torch.cuda.Stream requires CUDA support)",
+    ),
+    Case(
+        "pooling-embed",
+        dict(runner="pooling", convert="embed"),
+        r"^Value error, pooling models \(--runner pooling, --convert embed/classify\) are not supported",
+        note="before: the engine core died (StageMissingLayer ... should not be called)",
+    ),
+    Case(
+        "quantization-fp8",
+        dict(quantization="fp8", dtype="bfloat16"),
+        r"^Value error, quantized models \(fp8\) are not supported by vllm-npu-graph yet; serve a float16",
+    ),
     # --- accepted neighbours
     Case(
         "ok-defaults",
