@@ -23,6 +23,7 @@ from vllm_npu_graph import envs
 from vllm_npu_graph.targets.base import TargetError
 
 AUTO = "auto"
+X86_MACHINES = ("x86_64", "AMD64")  # platform.machine() on x86-64
 TIERS = ("avx2", "avx512", "avx512_bf16")  # lowest first
 
 # What each tier needs, in torch.cpu.get_capabilities() names (vLLM's own choice reads
@@ -64,7 +65,7 @@ class HostISA:
 
     @property
     def is_x86(self) -> bool:
-        return self.machine in ("x86_64", "AMD64")
+        return self.machine in X86_MACHINES
 
     @property
     def vllm_kernels(self) -> str:
@@ -114,7 +115,7 @@ def resolve(capabilities: dict | None = None, machine: str | None = None, wanted
     """The tier the host target runs at; HostISAError when the CPU can't run it."""
     machine = machine or platform.machine()
     wanted = wanted or requested()
-    if machine not in ("x86_64", "AMD64"):
+    if machine not in X86_MACHINES:
         if wanted != AUTO:
             raise HostISAError(f"{envs.HOST_ISA}={wanted} names an x86-64 tier, but this CPU is {machine}; unset it.")
         return HostISA(machine, None, None, False)
@@ -160,16 +161,15 @@ def loaded_vllm_kernels() -> list[str]:
     return sorted(os.path.basename(p).split(".")[0] for p in paths)
 
 
-def load_vllm_kernels(logger: logging.Logger) -> HostISA | None:
+def load_vllm_kernels(logger: logging.Logger) -> None:
     """Import vLLM's kernel build for this CPU (the platform's import_kernels hook). A CPU
     the host target can't run imports nothing: the config check then refuses it."""
     try:
         isa = current()
     except HostISAError:
-        return None
+        return
     try:
         importlib.import_module(isa.vllm_kernels)
     except ImportError as exc:
         if RENAMED_BUILD not in str(exc):
             logger.warning("npu_graph: could not import vLLM's CPU kernels %s: %r", isa.vllm_kernels, exc)
-    return isa

@@ -125,9 +125,8 @@ class NPUGraphModelRunner(GPUModelRunner):
     def execute_model(self, scheduler_output, *args, **kwargs):
         if scheduler_output.total_num_scheduled_tokens:
             self.model_steps += 1
-            injected = self.faults.step_failure(self.model_steps)
-            if injected is not None:
-                raise injected
+            if self.model_steps == self.faults.step:  # step 0 (no injection) never matches
+                raise self.faults.step_failure(self.model_steps)
         return super().execute_model(scheduler_output, *args, **kwargs)
 
     def _sample(self, logits, spec_decode_metadata):
