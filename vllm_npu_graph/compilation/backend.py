@@ -30,7 +30,8 @@ from vllm_npu_graph.targets import get_target
 
 logger = get_logger(__name__)
 
-ATTENTION_OPS = ("unified_attention_with_output", "unified_kv_cache_update")
+# Counted in the compile log line: attention, KV-cache writes, MoE layers (moe.py).
+COUNTED_OPS = ("unified_attention_with_output", "unified_kv_cache_update", "moe_experts")
 
 # What each compile in this process did (the warm-up report reads it):
 # {"range": str, "seconds": float, "source": "compiled" | "cache"}.
@@ -132,7 +133,7 @@ class NPUGraphCompiler(CompilerInterface):
             return compiled, (name, self.key_digest)
         passes = self._passes()
         nodes = len(graph.graph.nodes)
-        attn_counts = count_ops(graph.graph, ATTENTION_OPS)
+        op_counts = count_ops(graph.graph, COUNTED_OPS)
         start, runs = time.perf_counter(), passes.runs
         try:
             injected = faults.plan().compile_failure()
@@ -154,10 +155,11 @@ class NPUGraphCompiler(CompilerInterface):
             logger.info("npu_graph: compiled code came from the Inductor cache; the passes ran when it was built.")
         logger.info(
             "npu_graph: compiled the whole decoder as one graph (%d nodes, %d attention ops, "
-            "%d kv-cache writes, token range %s) with the %s target in %.1f s",
+            "%d kv-cache writes, %d MoE layers, token range %s) with the %s target in %.1f s",
             nodes,
-            attn_counts["unified_attention_with_output"],
-            attn_counts["unified_kv_cache_update"],
+            op_counts["unified_attention_with_output"],
+            op_counts["unified_kv_cache_update"],
+            op_counts["moe_experts"],
             compile_range,
             self.target.name,
             seconds,

@@ -6,6 +6,7 @@ are the NPU's. Our custom ops dispatch here when the host's kernels choice is `n
   `create_onednn_mm_handler`), then `onednn_mm` per call: 2-3x faster than an unpacked
   GEMM at decode sizes here. F.linear if the op could not be built.
 - RMSNorm, add+RMSNorm, SwiGLU (the fusion passes' ops): vLLM's C++ kernels.
+- Mixture-of-experts: vLLM's CPU fused-MoE kernel on weights prepacked at load.
 - Paged attention and the KV-cache write: vLLM's C++ CPU attention. It reads every
   length from the tensors (its work schedule is built from `seq_lens` inside the op,
   per call), so a decode graph replays it at any context. Its cache keeps a block's
@@ -15,6 +16,8 @@ are the NPU's. Our custom ops dispatch here when the host's kernels choice is `n
 
 import torch
 import vllm._custom_ops  # noqa: F401  (registers vLLM's CPU ops under torch.ops._C)
+
+from vllm_npu_graph.kernels import moe_reference
 
 _C = torch.ops._C
 
@@ -123,8 +126,50 @@ def swiglu(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# vLLM's portable CPU MoE kernel (every x86 tier); it needs hidden and intermediate
+# sizes in multiples of 32 (intermediate is zero-padded at load; silu(0) * 0 adds 0).
+MOE_ISA = "vec"
+MOE_ALIGN = 32
+
+
+def moe_pack_weights(w13: torch.Tensor, w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad each expert's intermediate size to 32 and prepack both weights for
+    `cpu_fused_moe`; unchanged (the reference reads them) when the hidden size does not fit."""
+    num_experts, two_i, hidden = w13.shape
+    if hidden % MOE_ALIGN:
+        return w13, w2
+    inter = two_i // 2
+    padded = -(-inter // MOE_ALIGN) * MOE_ALIGN
+    if padded != inter:
+        w13_padded = w13.new_zeros(num_experts, 2 * padded, hidden)
+        w13_padded[:, :inter] = w13[:, :inter]
+        w13_padded[:, padded : padded + inter] = w13[:, inter:]
+        w2_padded = w2.new_zeros(num_experts, hidden, padded)
+        w2_padded[:, :, :inter] = w2
+        w13, w2 = w13_padded, w2_padded
+    packed = []
+    for weight in (w13.contiguous(), w2.contiguous()):
+        out = torch.empty_like(weight)
+        _C.prepack_moe_weight(weight, out, MOE_ISA)
+        packed.append(out)
+    return packed[0], packed[1]
+
+
+def moe_experts(x, topk_weights, topk_ids, w13, w2, expert_map) -> torch.Tensor:
+    """vLLM CPU's fused MoE: routes rows to experts inside the kernel (nothing read back
+    to Python), weighted sum included."""
+    if x.shape[-1] % MOE_ALIGN:
+        return moe_reference.experts(x, topk_weights, topk_ids, w13, w2, expert_map)
+    weights, ids = moe_reference.local_routing(topk_weights, topk_ids, expert_map)
+    out = torch.empty_like(x)
+    _C.cpu_fused_moe(out, x.contiguous(), w13, w2, None, None, weights.float(), ids, False, "silu", MOE_ISA)
+    return out
+
+
 def native_ops() -> dict:
     return {
+        "moe_experts": moe_experts,
+        "moe_pack_weights": moe_pack_weights,
         "linear": linear_impl(),
         "paged_attention": paged_attention,
         "write_kv_cache": write_kv_cache,
