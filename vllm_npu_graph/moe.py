@@ -20,7 +20,11 @@ from vllm.model_executor.layers.fused_moe.runner.moe_runner import MoERunner, _m
 from vllm.model_executor.layers.fused_moe.unquantized_fused_moe_method import UnquantizedFusedMoEMethod
 from vllm.model_executor.utils import replace_parameter
 
+from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.ops import moe as moe_ops
+
+logger = get_logger(__name__)
+_buffers_logged = False
 
 
 class UnsupportedMoEError(ValueError):
@@ -69,7 +73,24 @@ class NPUGraphUnquantizedMoEMethod(UnquantizedFusedMoEMethod):
         w13, w2 = moe_ops.pack_weights(layer.w13_weight.data, layer.w2_weight.data)
         replace_parameter(layer, "w13_weight", w13)
         replace_parameter(layer, "w2_weight", w2)
+        log_buffer_assumption(layer)
 
     def apply_monolithic(self, layer, x: torch.Tensor, router_logits: torch.Tensor, input_ids=None) -> torch.Tensor:
         weights, ids = moe_ops.topk_softmax(router_logits, layer.top_k, layer.renormalize)
         return moe_ops.experts(x, weights, ids, layer.w13_weight, layer.w2_weight, layer.expert_map)
+
+
+def log_buffer_assumption(layer) -> None:
+    """Say once what the memory profile and graph capture assumed about routing."""
+    global _buffers_logged
+    if _buffers_logged:
+        return
+    _buffers_logged = True
+    logger.info(
+        "npu_graph: MoE layers (%d experts here of %d, top-%d) are dropless with routing-independent "
+        "buffer shapes (rows x top-k expanded rows at every batch size, counts kept on the device), "
+        "so the profile run and graph capture size them for any routing, every row to one expert included.",
+        layer.local_num_experts,
+        layer.global_num_experts,
+        layer.top_k,
+    )
