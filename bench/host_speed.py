@@ -18,6 +18,11 @@ both with ATen and Inductor held to it. Each mode prints the vLLM kernel library
 engine processes really mapped.
 
     .venv/bin/python bench/host_speed.py [--rounds 3] [--tokens 64] [--batches 1,16] [--host-isa avx2]
+
+`--model DIR` measures another folder, e.g. the MoE of realistic proportions:
+
+    .venv/bin/python -m vllm_npu_graph.models tiny qwen3_moe_bench ~/.cache/vllm-npu-graph/models/moe-bench
+    .venv/bin/python bench/host_speed.py --model ~/.cache/vllm-npu-graph/models/moe-bench
 """
 
 import argparse
@@ -40,7 +45,7 @@ MODES = {  # name -> (VLLM_NPU_GRAPH_TARGET, enforce_eager)
 PROMPT = "Write a short story about robot number {i}."
 
 
-def serve(mode: str, max_num_seqs: int, ours_config: dict) -> None:
+def serve(mode: str, max_num_seqs: int, ours_config: dict, model: str) -> None:
     """Child: build the engine, then answer {"batch", "tokens"} lines on stdin."""
     from vllm import LLM, SamplingParams
 
@@ -49,7 +54,7 @@ def serve(mode: str, max_num_seqs: int, ours_config: dict) -> None:
     target, eager = MODES[mode]
     start = time.perf_counter()
     llm = LLM(
-        model=str(build_default_model()),
+        model=model or str(build_default_model()),
         dtype="float32",
         max_model_len=1024,
         max_num_seqs=max_num_seqs,
@@ -114,7 +119,7 @@ def mapped_vllm_kernels(proc: subprocess.Popen) -> list[str]:
 
 
 def start(
-    mode: str, max_num_seqs: int, cache: str, ours_config: str, tier: str | None = None
+    mode: str, max_num_seqs: int, cache: str, ours_config: str, tier: str | None, model: str
 ) -> tuple[subprocess.Popen, float]:
     env = dict(
         os.environ,
@@ -124,7 +129,8 @@ def start(
         **tier_env(mode, tier),
     )
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs), "--ours-config", ours_config],
+        [sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs), "--ours-config", ours_config]
+        + ["--model", model],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -161,15 +167,21 @@ def main() -> None:
         "--ours-config", default="{}", help="our options for ours-* modes, e.g. '{\"host_threads\": 1}'"
     )
     parser.add_argument("--host-isa", choices=["avx2", "avx512"], help="force every mode to this x86 tier")
+    parser.add_argument("--model", default="", help="a model folder (default: the embedded SmolLM2)")
     args = parser.parse_args()
     if args.serve:
-        return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config))
+        return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config), args.model)
     modes, batches = args.modes.split(","), [int(b) for b in args.batches.split(",")]
     procs, starts, results = {}, {}, {m: {b: [] for b in batches} for m in modes}
     tokens = {}
     for mode in modes:  # cold: each mode its own empty compile caches
         procs[mode], starts[mode] = start(
-            mode, max(batches), tempfile.mkdtemp(prefix=f"host_speed_{mode}_"), args.ours_config, args.host_isa
+            mode,
+            max(batches),
+            tempfile.mkdtemp(prefix=f"host_speed_{mode}_"),
+            args.ours_config,
+            args.host_isa,
+            args.model,
         )
         print(
             f"{mode}: engine ready in {starts[mode]:.1f} s (cold); vLLM kernels mapped: "

@@ -95,6 +95,21 @@ TINY_EXTRAS = {
         "norm_topk_prob": True,
     },
     "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 96},
+    # A MoE of realistic proportions that still fits a small machine (benchmarks):
+    # 8 layers, hidden 1,024, 16 experts of 512, top-2 (~0.45 B parameters, fp32).
+    "qwen3_moe_bench": {
+        "model_type": "qwen3_moe",
+        "hidden_size": 1024,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "head_dim": 64,
+        "num_experts": 16,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 512,
+        "norm_topk_prob": True,
+        "initializer_range": 0.1,
+    },
     "qwen2_moe": {
         "num_experts": 6,
         "num_experts_per_tok": 2,
@@ -136,7 +151,8 @@ def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path |
         eos_token_id=tokenizer.eos_token_id,
         dtype="float32",
     )
-    config = AutoConfig.for_model(arch, **{**common, **TINY_EXTRAS[arch]})
+    shape = {**common, **TINY_EXTRAS[arch]}
+    config = AutoConfig.for_model(shape.pop("model_type", arch), **shape)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tmp = out.with_name(out.name + ".partial")
