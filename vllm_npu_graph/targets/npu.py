@@ -168,7 +168,7 @@ class NPUTarget(Target):
         def swiglu(x):
             return torch_npu.npu_swiglu(x, dim=-1)
 
-        return {"rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu}
+        return {"rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu, **_moe_ops(torch_npu)}
 
     def explain_capture_error(self, exc: Exception) -> str | None:
         text = str(exc)
@@ -180,3 +180,46 @@ class NPUTarget(Target):
                 "--compilation-config max_cudagraph_capture_size; old firmware also needs an update"
             )
         return super().explain_capture_error(exc)
+
+
+def _moe_ops(torch_npu) -> dict:
+    """MoE through torch_npu, dropless and sync-free (vllm-ascend's unquantized path):
+    gating softmax + top-k; rows sorted by expert with per-expert counts left on the
+    device (init_routing_v2, count mode); two grouped matmuls on [E, K, N] weights
+    around SwiGLU (split_item=2: no per-group `.item()`); the weighted un-permute."""
+    from vllm_npu_graph.kernels.moe_reference import local_routing
+
+    def topk_softmax(router_logits, top_k, renormalize):
+        weights, ids, _ = torch_npu.npu_moe_gating_top_k_softmax(router_logits, None, k=top_k)
+        weights = weights.float()  # the op returns the logits' dtype
+        if renormalize:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return weights, ids
+
+    def pack_weights(w13, w2):
+        """[E, N, K] (vLLM's, like a Linear) to grouped matmul's [E, K, N], once at load."""
+        return w13.transpose(1, 2).contiguous(), w2.transpose(1, 2).contiguous()
+
+    def experts(x, topk_weights, topk_ids, w13, w2, expert_map):
+        # Expert parallel: experts held elsewhere get weight 0 on local expert 0, so
+        # every row stays (no -1 rows, no data-dependent shapes).
+        weights, ids = local_routing(topk_weights, topk_ids, expert_map)
+        rows, top_k = ids.shape
+        num_experts = w13.shape[0]
+        sorted_x, src_to_dst, counts, _ = torch_npu.npu_moe_init_routing_v2(
+            x,
+            ids,
+            active_num=rows * top_k,
+            expert_num=num_experts,
+            expert_tokens_num_type=1,
+            expert_tokens_num_flag=True,
+            active_expert_range=[0, num_experts],  # explicit: the op caches its default
+            quant_mode=-1,
+        )
+        counts = counts.to(torch.int64)
+        grouped = dict(group_list=counts, split_item=2, group_type=0, group_list_type=1)
+        gate_up = torch_npu.npu_grouped_matmul([sorted_x], [w13], **grouped)[0]
+        down = torch_npu.npu_grouped_matmul([torch_npu.npu_swiglu(gate_up, dim=-1)], [w2], **grouped)[0]
+        return torch_npu.npu_moe_token_unpermute(down, src_to_dst, probs=weights.to(x.dtype))
+
+    return {"moe_topk_softmax": topk_softmax, "moe_pack_weights": pack_weights, "moe_experts": experts}

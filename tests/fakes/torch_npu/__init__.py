@@ -40,7 +40,56 @@ def _npu_swiglu(self, dim):
     return (torch.nn.functional.silu(gate.float()) * up.float()).to(self.dtype)
 
 
-NUMERIC = {"npu_rms_norm": _npu_rms_norm, "npu_add_rms_norm": _npu_add_rms_norm, "npu_swiglu": _npu_swiglu}
+# The MoE ops as documented (Ascend op-plugin API docs for torch-npu 2.13), with the
+# dtype rules the real ops enforce checked.
+def _npu_moe_gating_top_k_softmax(x, finished, k):
+    y, idx = torch.topk(torch.softmax(x.float(), dim=-1), k, dim=-1)
+    rows = x.shape[0]
+    row_idx = torch.arange(rows * k, dtype=torch.int32).reshape(k, rows).t()
+    return y.to(x.dtype), idx.to(torch.int32), row_idx
+
+
+def _npu_moe_init_routing_v2(x, expert_idx, active_num, expert_num, expert_tokens_num_type, active_expert_range, **_):
+    """Rows sorted by expert (stable), the source-to-destination index of each
+    token-major (token, choice) slot, per-expert counts (int64) of the range."""
+    assert expert_idx.dtype == torch.int32, "expert_idx must be int32"
+    assert list(active_expert_range) == [0, expert_num] and expert_tokens_num_type == 1
+    k = expert_idx.shape[1]
+    flat = expert_idx.reshape(-1).long()
+    order = torch.sort(flat, stable=True).indices
+    src_to_dst = torch.empty_like(order)
+    src_to_dst[order] = torch.arange(order.numel())
+    counts = torch.bincount(flat, minlength=expert_num)[:expert_num]
+    return x[order // k], src_to_dst.to(torch.int32), counts.to(torch.int64), torch.zeros(order.numel())
+
+
+def _npu_grouped_matmul(x, weight, group_list, split_item, group_type, group_list_type, **_):
+    assert split_item == 2 and group_type == 0 and group_list_type == 1 and group_list.dtype == torch.int64
+    (rows,), (w,) = x, weight  # w: [E, K, N]
+    assert int(group_list.sum()) == rows.shape[0], "group_list must cover every row"
+    out, start = [], 0
+    for e, n in enumerate(group_list.tolist()):
+        out.append(rows[start : start + n] @ w[e])
+        start += n
+    return [torch.cat(out)]
+
+
+def _npu_moe_token_unpermute(permuted_tokens, sorted_indices, probs, **_):
+    assert sorted_indices.dtype == torch.int32
+    rows, k = probs.shape
+    picked = permuted_tokens[sorted_indices.long()].reshape(rows, k, -1)
+    return (picked.float() * probs.float().unsqueeze(-1)).sum(1).to(permuted_tokens.dtype)
+
+
+NUMERIC = {
+    "npu_rms_norm": _npu_rms_norm,
+    "npu_add_rms_norm": _npu_add_rms_norm,
+    "npu_swiglu": _npu_swiglu,
+    "npu_moe_gating_top_k_softmax": _npu_moe_gating_top_k_softmax,
+    "npu_moe_init_routing_v2": _npu_moe_init_routing_v2,
+    "npu_grouped_matmul": _npu_grouped_matmul,
+    "npu_moe_token_unpermute": _npu_moe_token_unpermute,
+}
 
 
 class FakeOp:
