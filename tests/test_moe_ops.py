@@ -120,3 +120,19 @@ def test_routing_and_experts_do_no_host_sync():
         host_native.moe_experts(x, weights, ids, *packed, torch.arange(EXPERTS, dtype=torch.int32))
     with pytest.raises(GraphFaithfulnessError, match="host sync"), no_host_sync():
         torch.nonzero(ids == 3)  # what a routing written with a data-dependent shape would do
+
+
+@pytest.mark.parametrize("rows, dtype", [(1, torch.float32), (13, torch.float32), (24, torch.bfloat16)])
+def test_triton_kernels_equal_the_reference(rows, dtype):
+    """The NPU target's portable MoE kernels (kernels/moe_triton.py) in the CPU interpreter."""
+    from vllm_npu_graph.kernels import moe_triton
+    from vllm_npu_graph.kernels.launch import INTERPRETER_TABLE
+
+    x, logits, w13, w2 = (t.to(dtype) for t in make_layer(rows))
+    weights, ids = ref.topk_softmax(logits, TOP_K, True)
+    expert_map = torch.tensor([0, 1, 2, -1, -1, -1], dtype=torch.int32)
+    for held, emap in ((slice(None), None), (slice(0, 3), expert_map)):
+        got = moe_triton.experts(x, weights, ids, w13[held], w2[held], emap, table=INTERPRETER_TABLE)
+        want = ref.experts(x.float(), weights, ids, w13[held].float(), w2[held].float(), emap)
+        tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+        torch.testing.assert_close(got.float(), want, rtol=tol, atol=tol)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from vllm_npu_graph.ascend_ir.record import recording
-from vllm_npu_graph.kernels import attention_triton, fused_triton
+from vllm_npu_graph.kernels import attention_triton, fused_triton, moe_triton
 from vllm_npu_graph.kernels.launch import ascend_table
 
 # A 910B: 24 AI (cube) cores, 48 vector cores (what triton-ascend's driver reports).
@@ -41,6 +41,12 @@ MODELS = (
     Model("qwen3-32b", 5120, 25600, 64, 8, 128, qk_norm=True),
     Model("head96", 3072, 8192, 32, 8, 96),
 )
+# MoE models (hidden, expert intermediate, experts, top-k) at tensor-parallel size 1.
+MOE_MODELS = (
+    ("qwen3-30b-a3b", 2048, 768, 128, 8),
+    ("mixtral-8x7b", 4096, 14336, 8, 2),
+    ("qwen2-57b-a14b", 3584, 2560, 64, 8),
+)
 # Attention is specialised on (head size, GQA group) only: the models' pairs plus
 # every head size x group 1/4/8.
 ATTENTION_SHAPES = sorted(
@@ -50,7 +56,7 @@ BLOCK_SIZES = (16, 128)
 DTYPES = (torch.float16, torch.bfloat16)
 CONTEXT_BOUND = 8192  # tokens a block table row can address (the static decode bound)
 # Whose IR is kept per kernel: Llama-3-8B's shape (D128, GQA 4), bf16, 128-token blocks.
-REPRESENTATIVE = ("D128 G4 bs128 bf16", "llama3-8b bs128 bf16", "llama3-8b bs16 bf16")
+REPRESENTATIVE = ("D128 G4 bs128 bf16", "llama3-8b bs128 bf16", "llama3-8b bs16 bf16", "moe qwen3-30b-a3b bf16")
 
 _DT = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -127,8 +133,20 @@ def _fused(model: Model, block, dtype):
     yield "qkv_rope+kv write", lambda: rope(True)
 
 
+def _moe(hidden, inter, experts, top_k, dtype):
+    """The routed experts at a decode batch (the kernels specialise on top-k, experts, dtype)."""
+    tokens = 16
+    x = torch.empty(tokens, hidden, dtype=dtype)
+    ids = torch.zeros(tokens, top_k, dtype=torch.int32)
+    w13, w2 = torch.empty(experts, 2 * inter, hidden, dtype=dtype), torch.empty(experts, hidden, inter, dtype=dtype)
+    moe_triton.experts(x, torch.empty(tokens, top_k), ids, w13, w2, None, table=TABLE)
+
+
 def calls():
     """(label, zero-argument call of a wrapper) for every specialisation we support."""
+    for name, hidden, inter, experts, top_k in MOE_MODELS:
+        for dtype in DTYPES:
+            yield f"moe {name} {_DT[dtype]}", lambda a=(hidden, inter, experts, top_k, dtype): _moe(*a)
     for block in BLOCK_SIZES:
         for dtype in DTYPES:
             for d, group in ATTENTION_SHAPES:

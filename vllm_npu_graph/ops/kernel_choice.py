@@ -50,12 +50,11 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "swiglu": partial(fused.swiglu, table=table),
             "qkv_rope": partial(fused.qkv_rope, table=table),
         }
-    from vllm_npu_graph.kernels import moe_reference
+    from vllm_npu_graph.kernels import moe_reference, moe_triton
 
-    # No Triton MoE kernel yet: the reference serves both choices until one exists.
     resolved.update(
-        moe_topk_softmax=moe_reference.topk_softmax,
-        moe_experts=moe_reference.experts,
+        moe_topk_softmax=moe_reference.topk_softmax,  # softmax + top-k: plain device ops
+        moe_experts=moe_reference.experts if table is None else partial(moe_triton.experts, table=table),
         moe_pack_weights=lambda w13, w2: (w13, w2),
     )
     resolved.update(native or {})
