@@ -136,3 +136,25 @@ def test_triton_kernels_equal_the_reference(rows, dtype):
         want = ref.experts(x.float(), weights, ids, w13[held].float(), w2[held].float(), emap)
         tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
         torch.testing.assert_close(got.float(), want, rtol=tol, atol=tol)
+
+
+def test_routing_we_do_not_compute_is_named():
+    from types import SimpleNamespace
+
+    from vllm.model_executor.layers.fused_moe.activation import MoEActivation
+
+    from vllm_npu_graph.moe import unsupported_routing
+
+    plain = dict(
+        use_grouped_topk=False,
+        e_score_correction_bias=None,
+        custom_routing_function=None,
+        scoring_func="softmax",
+        routed_scaling_factor=1.0,
+        apply_router_weight_on_input=False,
+        activation=MoEActivation.SILU,
+    )
+    assert unsupported_routing(SimpleNamespace(**plain)) is None
+    deepseek_v3 = dict(plain, use_grouped_topk=True, scoring_func="sigmoid", e_score_correction_bias=torch.zeros(8))
+    assert unsupported_routing(SimpleNamespace(**deepseek_v3)) == "grouped top-k routing (DeepSeek-V3 style)"
+    assert "scoring function 'sigmoid'" in unsupported_routing(SimpleNamespace(**dict(plain, scoring_func="sigmoid")))

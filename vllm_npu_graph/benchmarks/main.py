@@ -20,7 +20,11 @@ RESULTS_DIR = runner.RESULTS_DIR
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vllm-npu-graph bench", description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="model folder (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument(
+        "--model",
+        help="model folder, or a seeded model's name (e.g. qwen3_moe_bench, a MoE of realistic proportions; "
+        "see `python -m vllm_npu_graph.models tiny --help`); default: the embedded SmolLM2-135M-Instruct",
+    )
     p.add_argument(
         "--modes",
         default=",".join(BASE_MODES),
@@ -68,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     info = machine.describe()
     on_npu = info["npu"] is not None
     modes = build_modes([m.strip() for m in args.modes.split(",") if m.strip()], on_npu)
-    if args.model is None:
-        from vllm_npu_graph.models import build_default_model
+    from vllm_npu_graph import models
 
-        args.model = str(build_default_model())
+    if args.model is None:
+        args.model = str(models.build_default_model())
+    elif args.model in models.TINY_ARCHS:
+        args.model = str(models.build_tiny_model(args.model, models.cache_dir() / "models" / f"{args.model}-seed0"))
     settings = Settings(
         model=str(Path(args.model).resolve()),
         preset=preset,
