@@ -38,7 +38,10 @@ class NPUGraphPlatform(Platform):
     dispatch_key: str = _target.dispatch_key
     dist_backend: str = _target.dist_backend
     device_control_env_var: str = _target.device_control_env_var
-    ray_device_key: str = ""
+    # Ray schedules workers on its "NPU" accelerator resource on both targets (the host
+    # target walks the NPU's path); vLLM, not Ray, then picks each worker's device.
+    ray_device_key: str = "NPU"
+    ray_noset_device_env_vars: list[str] = ["RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES"]
 
     @property
     def supported_dtypes(self) -> list[torch.dtype]:
@@ -47,6 +50,10 @@ class NPUGraphPlatform(Platform):
     @classmethod
     def get_device_name(cls, device_id: int = 0) -> str:
         return f"{_target.device_name} ({_target.name} target)"
+
+    @classmethod
+    def device_count(cls) -> int:
+        return _target.device_count()
 
     @classmethod
     def get_device_total_memory(cls, device_id: int = 0) -> int:

@@ -5,6 +5,7 @@ compiler and attention code ask the active target instead.
 """
 
 import contextlib
+import os
 from abc import ABC, abstractmethod
 
 import torch
@@ -14,6 +15,19 @@ class TargetError(RuntimeError):
     """A target cannot be used as asked; the message says how to fix it."""
 
 
+def step_tensors(value) -> list[torch.Tensor]:
+    """The tensors of a step's input or output: a tensor, vLLM's IntermediateTensors
+    (what pipeline stages hand each other), or tuples / lists of them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in step_tensors(v)]
+    named = getattr(value, "tensors", None)  # IntermediateTensors
+    if isinstance(named, dict):
+        return [named[k] for k in sorted(named)]
+    return []
+
+
 def refresh_static_inputs(static_args, static_kwargs, args, kwargs) -> None:
     """A captured graph reads the tensors it saw at capture: copy any input that now
     lives elsewhere into them (the runner's persistent buffers normally don't move)."""
@@ -21,8 +35,16 @@ def refresh_static_inputs(static_args, static_kwargs, args, kwargs) -> None:
     for static, new in pairs:
         if new is static:  # weights and persistent buffers: the same object every step
             continue
-        if isinstance(static, torch.Tensor) and isinstance(new, torch.Tensor) and static.data_ptr() != new.data_ptr():
-            static.copy_(new)
+        for kept, now in zip(step_tensors(static), step_tensors(new), strict=False):
+            if kept.data_ptr() != now.data_ptr():
+                kept.copy_(now)
+
+
+def copy_outputs(static_output, result) -> None:
+    """Write a replayed step's result into the static output a device graph would have
+    written (IntermediateTensors included: a non-last pipeline stage's output)."""
+    for dst, src in zip(step_tensors(static_output), step_tensors(result), strict=True):
+        dst.copy_(src)
 
 
 class Target(ABC):
@@ -37,6 +59,14 @@ class Target(ABC):
     # and gloo on the host (tests/fakes/hccl_worker_check.py, test_tensor_parallel.py).
     communicator_cls = "vllm.distributed.device_communicators.base_device_communicator.DeviceCommunicatorBase"
     pin_memory: bool
+
+    def device_count(self) -> int:
+        """Devices of this node (vLLM's multi-node launch compares ranks per node)."""
+        visible = os.environ.get(self.device_control_env_var, "")
+        return len([d for d in visible.split(",") if d.strip()]) or self.default_device_count()
+
+    @abstractmethod
+    def default_device_count(self) -> int: ...
 
     @abstractmethod
     def device(self, local_rank: int) -> torch.device:

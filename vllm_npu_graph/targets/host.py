@@ -12,7 +12,7 @@ import torch
 from vllm_npu_graph import envs
 from vllm_npu_graph.frozen_values import FrozenForwardContext, no_host_sync, violation
 from vllm_npu_graph.log import get_logger
-from vllm_npu_graph.targets.base import Target, refresh_static_inputs
+from vllm_npu_graph.targets.base import Target, copy_outputs, refresh_static_inputs
 
 logger = get_logger(__name__)
 
@@ -46,9 +46,7 @@ class HostGraph:
         refresh_static_inputs(self.args, self.kwargs, args, kwargs)
         with self.frozen.replaying(get_forward_context()):
             result = self.fn(*self.call_args, **self.kwargs)
-        torch.utils._pytree.tree_map(
-            lambda dst, src: dst.copy_(src) if isinstance(dst, torch.Tensor) else dst, self.output, result
-        )
+        copy_outputs(self.output, result)
         return self.output
 
 
@@ -64,6 +62,9 @@ class HostTarget(Target):
     # vLLM's CPU attention reads blocks head-major; our other kernels take any strides.
     kv_cache_layout = "LBHNC"
     max_graph_sizes = 16  # as on the NPU: the stand-in holds as many graphs as the device would
+
+    def default_device_count(self) -> int:
+        return 8  # a stand-in node holds as many devices as an Ascend node (8 NPUs)
 
     def device(self, local_rank: int) -> torch.device:
         return torch.device("cpu")

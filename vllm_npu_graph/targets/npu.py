@@ -78,6 +78,9 @@ class NPUTarget(Target):
         if missing is not None:
             raise TargetError(f"NPU target unusable: {missing}")
 
+    def default_device_count(self) -> int:
+        return torch.npu.device_count()
+
     def device(self, local_rank: int) -> torch.device:
         return torch.device(f"npu:{local_rank}")
 

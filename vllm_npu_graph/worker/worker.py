@@ -4,6 +4,7 @@ import os
 from contextlib import nullcontext
 
 from vllm.config import CUDAGraphMode
+from vllm.distributed.parallel_state import get_pp_group
 from vllm.utils.mem_utils import format_gib
 from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
@@ -13,6 +14,7 @@ from vllm_npu_graph import logits, moe  # noqa: F401  (register our LM head and 
 from vllm_npu_graph.config import plugin_config
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target
+from vllm_npu_graph.worker import device_binding
 from vllm_npu_graph.worker.model_runner import NPUGraphModelRunner
 
 logger = get_logger(__name__)
@@ -37,7 +39,10 @@ class NPUGraphWorker(Worker):
 
         self.target = get_target()
         self.target.activate()
-        self.device = self.target.device(self.local_rank)
+        self.local_rank = device_binding.dp_shifted_local_rank(self.local_rank, self.parallel_config)
+        self.device = self.target.device(
+            device_binding.device_index(self.local_rank, self.parallel_config, current_platform)
+        )
         self.target.set_device(self.device)
         init_worker_distributed_environment(
             self.vllm_config,
@@ -144,7 +149,8 @@ class NPUGraphWorker(Worker):
         _, last_hidden = runner._dummy_run(
             num_tokens=max_reqs, cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True
         )
-        runner._dummy_sampler_run(hidden_states=last_hidden)
+        if get_pp_group().is_last_rank:  # earlier pipeline stages output IntermediateTensors
+            runner._dummy_sampler_run(hidden_states=last_hidden)
         set_random_seed(self.model_config.seed)
         return CompilationTimes(
             language_model=self.compilation_config.compilation_time,
