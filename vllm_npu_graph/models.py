@@ -119,6 +119,9 @@ TINY_EXTRAS = {
     },
 }
 TINY_ARCHS = tuple(TINY_EXTRAS)
+# Layers whose MoE router is zeroed: uniform scores, so every token goes to the same
+# top-k experts and the others get none (routing's worst case, inside a real model).
+ZERO_ROUTER_LAYERS = {"qwen3_moe": (0,)}
 
 
 def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
@@ -155,6 +158,9 @@ def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path |
     config = AutoConfig.for_model(shape.pop("model_type", arch), **shape)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for layer in ZERO_ROUTER_LAYERS.get(arch, ()):
+            model.model.layers[layer].mlp.gate.weight.zero_()
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
