@@ -142,6 +142,40 @@ def test_moe_ops_dispatch_to_torch_npu(fake_npu):
         kernel_choice.configure(None)
 
 
+def test_a_moe_layer_is_captured_once_per_size_with_static_routing_shapes(fake_npu):
+    """Each padded size's graph holds the whole MoE (gating, routing, grouped matmuls,
+    un-permute) with that size's expanded-row count fixed, and nothing else runs."""
+    fake, target = fake_npu
+    from vllm_npu_graph.ops import kernel_choice, moe
+
+    kernel_choice.configure(None, target.native_ops("triton"))
+    try:
+        w13, w2 = moe.pack_weights(torch.randn(6, 48, 32) * 0.1, torch.randn(6, 32, 24) * 0.1)
+
+        def layer(x, logits):
+            return moe.experts(x, *moe.topk_softmax(logits, 2, True), w13, w2, None)
+
+        for size in (1, 4):
+            fake.CALLS.clear()
+            graph = target.capture_graph(layer, (torch.randn(size, 32), torch.randn(size, 6)), {})
+            assert graph.output.shape == (size, 32)
+            names = [name for name, _ in fake.CALLS]
+            begin, end = names.index("torch.npu.NPUGraph.capture_begin"), names.index("torch.npu.NPUGraph.capture_end")
+            assert names[begin - 1] == "torch.npu.graph.__init__" and end == len(names) - 1
+            inside = names[begin + 1 : end]
+            assert inside == [
+                "npu_moe_gating_top_k_softmax",
+                "npu_moe_init_routing_v2",
+                "npu_grouped_matmul",
+                "npu_swiglu",
+                "npu_grouped_matmul",
+                "npu_moe_token_unpermute",
+            ], inside
+            assert dict(fake.CALLS)["npu_moe_init_routing_v2"]["active_num"] == size * 2
+    finally:
+        kernel_choice.configure(None)
+
+
 def test_worker_init_hccl_groups_and_collectives_on_two_ranks():
     """Our worker's device init, HCCL group creation, TP collectives, triton-ascend
     launch table and KV memory accounting, one process per rank (see the script)."""
