@@ -120,3 +120,15 @@ def test_engine_forced_to_avx2_gives_hugging_face_tokens_in_eager_and_graph_mode
         for spec in batches.split(","):
             assert tokens[spec] == hf[: int(spec)], f"{mode}, batch {spec} diverged from Hugging Face"
     assert "captured 5 graph(s) [1, 2, 4, 8, 16]" in log
+
+
+@pytest.mark.engine
+def test_moe_engine_forced_to_avx2_gives_hugging_face_tokens_in_graph_mode(tiny_model):
+    """The MoE experts' host kernel (vLLM CPU's fused MoE) from the AVX2 build."""
+    model = tiny_model("qwen3_moe")
+    hf = hf_greedy_ids(model, prompts_for(str(model), "3"), max_tokens=12)
+    tokens, log = run_driver(model, "graph", "1,3", **{envs.HOST_ISA: "avx2"})
+    line = next(line for line in log.splitlines() if "kernels (attention and fused ops)" in line)
+    assert "loaded: _C_AVX2," in line, line
+    assert "2 MoE layers" in log
+    assert tokens == {"1": hf[:1], "3": hf}
