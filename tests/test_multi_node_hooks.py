@@ -53,6 +53,11 @@ def test_a_data_parallel_rank_binds_the_devices_after_the_ranks_before_it():
         == 1
     )
     assert device_binding.dp_shifted_local_rank(1, parallel(nnodes_within_dp=2, data_parallel_index=1)) == 1
+    # vLLM hands an out-of-tree platform's DP rank its own share of devices: no shift
+    assert (
+        device_binding.dp_shifted_local_rank(0, parallel(data_parallel_rank_local=1, assigned_physical_gpu_ids=[1]))
+        == 0
+    )
 
 
 @pytest.fixture
@@ -81,3 +86,35 @@ def test_a_replayed_pipeline_stage_hands_on_this_steps_hidden_states():
     static_in = IntermediateTensors({"hidden_states": torch.zeros(4, 8)})
     refresh_static_inputs([static_in], {}, [IntermediateTensors({"hidden_states": torch.full((4, 8), 3.0)})], {})
     assert torch.equal(static_in["hidden_states"], torch.full((4, 8), 3.0))
+
+
+def ray_parallel(**overrides):
+    return SimpleNamespace(**{"distributed_executor_backend": "ray", "ray_runtime_env": None, **overrides})
+
+
+def test_ray_worker_actors_get_our_variables_in_their_runtime_env(monkeypatch):
+    """A worker actor resolves its platform before the driver's environment reaches
+    it: without the target in its runtime env it would come up on vLLM's CPU platform."""
+    from ray.runtime_env import RuntimeEnv
+
+    from vllm_npu_graph.ray_env import prepare_ray_workers
+
+    monkeypatch.setenv(envs.TARGET, "host")
+    monkeypatch.setenv(envs.HOST_VISIBLE_DEVICES, "0,1")
+    pc = ray_parallel(ray_runtime_env=RuntimeEnv(env_vars={"USER_VAR": "1"}, working_dir="."))
+    prepare_ray_workers(pc)
+    env_vars = pc.ray_runtime_env["env_vars"]
+    assert env_vars[envs.TARGET] == "host" and env_vars[envs.HOST_VISIBLE_DEVICES] == "0,1"
+    assert env_vars["USER_VAR"] == "1" and pc.ray_runtime_env["working_dir"] == "."
+    untouched = ray_parallel(distributed_executor_backend="mp")
+    prepare_ray_workers(untouched)
+    assert untouched.ray_runtime_env is None
+
+
+def test_the_legacy_ray_executor_is_refused_with_the_switch_to_flip(monkeypatch):
+    from vllm_npu_graph.config import PluginConfigError
+    from vllm_npu_graph.ray_env import prepare_ray_workers
+
+    monkeypatch.setenv("VLLM_USE_RAY_V2_EXECUTOR_BACKEND", "0")
+    with pytest.raises(PluginConfigError, match="Ray V2 executor only; unset VLLM_USE_RAY_V2_EXECUTOR_BACKEND"):
+        prepare_ray_workers(ray_parallel())

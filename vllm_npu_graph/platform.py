@@ -17,6 +17,7 @@ from vllm_npu_graph.config import (
     setting_error,
 )
 from vllm_npu_graph.log import get_logger
+from vllm_npu_graph.ray_env import prepare_ray_workers
 from vllm_npu_graph.targets import get_target
 
 logger = get_logger(__name__)
@@ -166,6 +167,7 @@ class NPUGraphPlatform(Platform):
         parallel = vllm_config.parallel_config
         if parallel.worker_cls == "auto":
             parallel.worker_cls = WORKER_QUALNAME
+        prepare_ray_workers(parallel)
 
         # Our runner copies sampled tokens synchronously; async output streams are CUDA-only.
         vllm_config.scheduler_config.async_scheduling = False

@@ -3,6 +3,8 @@ torch_npu (whose "hccl" groups run over gloo) and the fake triton-ascend driver:
 
     python tests/fakes/hccl_worker_check.py RANK WORLD_SIZE PORT
 
+The two ranks are placed as Ray places a node's workers (or vLLM a DP rank's): on the
+assigned physical NPUs 2 and 3 of a node whose ASCEND_RT_VISIBLE_DEVICES shows 0-3.
 Drives NPUGraphWorker's own device init, group creation, kernel selection and KV-cache
 memory accounting, then tensor-parallel collectives through vLLM's TP group and the
 target's device communicator. Exits non-zero with the failed assertion."""
@@ -14,6 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ["VLLM_NPU_GRAPH_TARGET"] = "npu"
 os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ["ASCEND_RT_VISIBLE_DEVICES"] = "0,1,2,3"
+ASSIGNED = [2, 3]
 
 import fake_triton_ascend  # noqa: E402
 import torch  # noqa: E402
@@ -39,6 +43,7 @@ def main() -> None:
     from vllm_npu_graph.worker.worker import NPUGraphWorker
 
     config = VllmConfig(parallel_config=ParallelConfig(tensor_parallel_size=world))
+    config.parallel_config.assigned_physical_gpu_ids = ASSIGNED
     with set_current_vllm_config(config):
         worker = NPUGraphWorker(
             config,
@@ -50,8 +55,9 @@ def main() -> None:
         worker._init_device_and_groups()
         worker._select_kernels()
 
-    # Device init: this rank's NPU is current; the groups are HCCL groups.
-    assert worker.device == torch.device(f"npu:{rank}") and torch.npu.current_device() == rank
+    # Device init: this rank's assigned NPU is current; the groups are HCCL groups.
+    ordinal = ASSIGNED[rank]  # its index among the visible devices 0-3
+    assert worker.device == torch.device(f"npu:{ordinal}") and torch.npu.current_device() == ordinal
     tp = get_tp_group()
     assert dist.get_backend(tp.device_group) == "hccl", dist.get_backend(tp.device_group)
     created = [args for name, args in fake.CALLS if name == "ProcessGroupHCCL"]
@@ -73,7 +79,7 @@ def main() -> None:
     # Kernel selection: Triton with the launch table from triton-ascend's core counts.
     from vllm_npu_graph.ops import kernel_choice
 
-    assert ("triton.get_device_properties", {"device": rank}) in fake.CALLS
+    assert ("triton.get_device_properties", {"device": ordinal}) in fake.CALLS
     table = kernel_choice.launch_table
     assert (table.vector_programs, table.cube_programs, table.live_bytes) == (48, 24, 96 * 1024), table
     # ... and the kernels keep their answers under it (one program per core, UB-sized tiles).

@@ -1,10 +1,11 @@
 """Which of its node's devices a worker binds, decided as vLLM's GPU worker does.
 
-On one node under vLLM's own launcher, data-parallel rank d's workers come after the
-workers of the DP ranks before it (local rank + d x TP x PP x PCP). Where vLLM (per DP
-rank) or Ray (per actor) assigned physical devices, the local rank indexes those, then
-the visible-devices variable (ASCEND_RT_VISIBLE_DEVICES on the NPU) maps it to the
-ordinal this process sees.
+Where vLLM (per DP rank, for out-of-tree platforms) or Ray (per node) assigned physical
+devices, the local rank indexes those: they are already this DP rank's share. Otherwise,
+on one node under vLLM's own launcher, data-parallel rank d's workers come after the
+workers of the DP ranks before it (local rank + d x TP x PP x PCP). The visible-devices
+variable (ASCEND_RT_VISIBLE_DEVICES on the NPU) then maps the device to the ordinal this
+process sees.
 """
 
 from vllm.platforms.interface import set_assigned_physical_gpu_ids
@@ -12,6 +13,8 @@ from vllm.platforms.interface import set_assigned_physical_gpu_ids
 
 def dp_shifted_local_rank(local_rank: int, parallel_config) -> int:
     pc = parallel_config
+    if pc.assigned_physical_gpu_ids is not None:
+        return local_rank
     own_launcher = pc.distributed_executor_backend not in ("ray", "external_launcher")
     if not (own_launcher and pc.data_parallel_backend != "ray" and pc.nnodes_within_dp == 1):
         return local_rank
