@@ -55,6 +55,22 @@ def _is_complete(folder: Path) -> bool:
     )
 
 
+def _publish(model, tokenizer, out: Path, replace: bool = False) -> Path:
+    """Save into a folder of this process's own, then give it the final name: only a
+    complete folder ever has that name, and builders running at once (test workers) don't
+    trample each other. The builds are deterministic, so the first complete one stays."""
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if replace or not _is_complete(out):
+        shutil.rmtree(out, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another builder's folder landed in between
+            tmp.rename(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def build_default_model(force: bool = False) -> Path:
     """Build (once) the float32 HF folder of the default model and return its path."""
     out = default_model_dir()
@@ -64,8 +80,6 @@ def build_default_model(force: bool = False) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf = _gguf_path()
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent,
@@ -74,11 +88,7 @@ def build_default_model(force: bool = False) -> Path:
         dtype=torch.float32,
     )
     model.config.dtype = torch.float32
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # only a complete folder ever has the final name
-    return out
+    return _publish(model, tokenizer, out, replace=force)
 
 
 # Per architecture: what differs from the common tiny shape. The MoE models have
@@ -162,18 +172,7 @@ def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path |
     with torch.no_grad():
         for layer in ZERO_ROUTER_LAYERS.get(arch, ()):
             model.model.layers[layer].mlp.gate.weight.zero_()
-    # Test workers may build the same model at once: each writes its own folder, and the
-    # first complete one stays (the builds are identical: same seed).
-    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if not _is_complete(out):
-        shutil.rmtree(out, ignore_errors=True)
-        with contextlib.suppress(OSError):  # another builder's folder landed in between
-            tmp.rename(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return _publish(model, tokenizer, out)
 
 
 def main(argv: list[str] | None = None) -> int:
