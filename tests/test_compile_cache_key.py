@@ -11,6 +11,7 @@ import multiprocessing
 import shutil
 
 import pytest
+import torch
 
 from vllm_npu_graph.compilation import cache_key
 from vllm_npu_graph.compilation.cache_store import MANIFEST, CompileCache, file_sha256
@@ -64,6 +65,8 @@ def test_key_is_stable_and_the_store_hits(tmp_path, vllm_config, base):
         ("pass_option", "pass_options"),
         ("kernels", "kernels"),
         ("capture_size", "capture_sizes"),
+        # an artifact built for AVX-512 vectors computed zeros under ATEN_CPU_CAPABILITY=avx2
+        ("aten_capability", "target.aten_vectors"),
         ("kernel_source", "source.kernels (kernels/fused_triton.py)"),
     ],
 )
@@ -76,6 +79,9 @@ def test_one_changed_component_is_a_miss_naming_it(tmp_path, monkeypatch, vllm_c
         options = NPUGraphConfig(passes={"swiglu": True})
     elif change == "kernels":
         options = NPUGraphConfig(kernels="triton")
+    elif change == "aten_capability":
+        other = "AVX2" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "AVX512"
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: other)
     elif change == "capture_size":
         compilation = dataclasses.replace(vllm_config.compilation_config)
         compilation.cudagraph_capture_sizes = [1, 4]

@@ -44,7 +44,10 @@ def test_a_lower_tier_can_be_forced_and_holds_aten_and_inductor_to_it(monkeypatc
     assert (isa.tier, isa.detected, isa.forced, isa.vllm_kernels) == ("avx2", "avx512_bf16", True, "vllm._C_AVX2")
     assert not any(flag.startswith("-mavx512") for flag in isa.op_flags)
     for name in ("ATEN_CPU_CAPABILITY", "TORCHINDUCTOR_CPP_MARCH"):
-        monkeypatch.delenv(name, raising=False)
+        # set first, so monkeypatch records the original and undoes what apply sets: a
+        # leaked ATEN_CPU_CAPABILITY=avx2 would hold every later engine in this worker to it
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     host_isa.apply_forced_tier(isa)
     assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2"
     assert os.environ["TORCHINDUCTOR_CPP_MARCH"] == "x86-64-v3"

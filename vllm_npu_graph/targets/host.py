@@ -193,8 +193,10 @@ class HostTarget(Target):
         )
 
     def cache_facts(self) -> dict[str, str]:
-        """The CPU: Inductor builds the decoder's code with -march=native (or the forced
-        tier's -march), so an artifact made on one CPU is never loaded on another."""
+        """The CPU and the vector ISA Inductor builds for: -march=native (or the forced
+        tier's -march) and ATen's capability (ATEN_CPU_CAPABILITY). An artifact built for
+        AVX-512 vectors and loaded where ATen runs AVX2 computes zeros, so neither an
+        artifact made on another CPU nor one made under another capability is loaded."""
         import hashlib
 
         from vllm_npu_graph.targets import host_isa
@@ -203,6 +205,8 @@ class HostTarget(Target):
         return {
             "cpu_tier": isa.tier or isa.machine,
             "cpu_flags": hashlib.sha256(host_isa.cpu_flag_line()).hexdigest()[:12],
+            "aten_vectors": torch.backends.cpu.get_cpu_capability(),
+            "inductor_march": os.environ.get("TORCHINDUCTOR_CPP_MARCH", "native"),
         }
 
     def save_compiled(self, compiled, path: str) -> bool:
