@@ -19,6 +19,11 @@ engine processes really mapped.
 
     .venv/bin/python bench/host_speed.py [--rounds 3] [--tokens 64] [--batches 1,16] [--host-isa avx2]
 
+`--quantized` measures the embedded model's W8A8 checkpoint (docs/w8a8.md): the peer and
+our graph mode on it, and our graph mode on the float model (`ours-graph-float`):
+
+    .venv/bin/python bench/host_speed.py --quantized
+
 `--model DIR` measures another folder, e.g. the MoE of realistic proportions:
 
     .venv/bin/python -m vllm_npu_graph.models tiny qwen3_moe_bench ~/.cache/vllm-npu-graph/models/moe-bench
@@ -41,6 +46,7 @@ MODES = {  # name -> (VLLM_NPU_GRAPH_TARGET, enforce_eager)
     "peer-compiled": ("auto", False),
     "ours-eager": ("host", True),
     "ours-graph": ("host", False),
+    "ours-graph-float": ("host", False),  # --quantized: graph mode on the float model
 }
 PROMPT = "Write a short story about robot number {i}."
 
@@ -168,9 +174,18 @@ def main() -> None:
     )
     parser.add_argument("--host-isa", choices=["avx2", "avx512"], help="force every mode to this x86 tier")
     parser.add_argument("--model", default="", help="a model folder (default: the embedded SmolLM2)")
+    parser.add_argument("--quantized", action="store_true", help="the embedded model's W8A8 checkpoint")
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config), args.model)
+    float_model = args.model
+    if args.quantized:
+        from vllm_npu_graph.models import build_default_model
+        from vllm_npu_graph.quantize import build_default_w8a8
+
+        args.model, float_model = str(build_default_w8a8()), str(build_default_model())
+        if args.modes == ",".join(MODES):
+            args.modes = "peer-eager,peer-compiled,ours-graph,ours-graph-float"
     modes, batches = args.modes.split(","), [int(b) for b in args.batches.split(",")]
     procs, starts, results = {}, {}, {m: {b: [] for b in batches} for m in modes}
     tokens = {}
@@ -181,7 +196,7 @@ def main() -> None:
             tempfile.mkdtemp(prefix=f"host_speed_{mode}_"),
             args.ours_config,
             args.host_isa,
-            args.model,
+            float_model if mode == "ours-graph-float" else args.model,
         )
         print(
             f"{mode}: engine ready in {starts[mode]:.1f} s (cold); vLLM kernels mapped: "
@@ -231,6 +246,10 @@ def main() -> None:
                     f"{med['ours-graph'][b]['tok_s'] / med['ours-eager'][b]['tok_s']:.2f}x"
                 )
         print(f"start: graph {starts['ours-graph']:.1f} s vs peer-compiled {starts.get('peer-compiled', 0):.1f} s")
+    if "ours-graph" in modes and "ours-graph-float" in modes:
+        for b in batches:
+            q, f = med["ours-graph"][b], med["ours-graph-float"][b]
+            print(f"batch {b}: W8A8 graph / float graph TPOT {q['tpot_ms'] / f['tpot_ms']:.2f}x")
     if "ours-eager" in modes:
         for m in modes:
             same = all(tokens[(m, b)] == tokens[("ours-eager", b)] for b in batches)

@@ -26,11 +26,22 @@ def _choose_target() -> str:
 
 
 def serve_argv(args: list[str]) -> list[str]:
-    """The `vllm serve` argv for our defaults (model, dtype on host)."""
+    """The `vllm serve` argv for our defaults (model, dtype on host); `--quantized`
+    serves the default model's W8A8 checkpoint (built offline on first use)."""
     from vllm_npu_graph.models import build_default_model
 
+    quantized = "--quantized" in args
+    args = [a for a in args if a != "--quantized"]
     if not args or args[0].startswith("-"):
-        args = [str(build_default_model()), *args]
+        if quantized:
+            from vllm_npu_graph.quantize import build_default_w8a8
+
+            default = build_default_w8a8()
+        else:
+            default = build_default_model()
+        args = [str(default), *args]
+    elif quantized:
+        raise SystemExit("--quantized serves the embedded default model's W8A8 checkpoint; drop the model argument")
     if _choose_target() == "host" and not any(a == "--dtype" or a.startswith("--dtype=") for a in args):
         args = [*args, "--dtype", "float32"]  # host CPUs here have no bf16 units
     return ["vllm", "serve", *args]

@@ -55,14 +55,23 @@ def _is_complete(folder: Path) -> bool:
     )
 
 
-def _publish(model, tokenizer, out: Path, replace: bool = False) -> Path:
-    """Save into a folder of this process's own, then give it the final name: only a
-    complete folder ever has that name, and builders running at once (test workers) don't
-    trample each other. The builds are deterministic, so the first complete one stays."""
+def _save(model, tokenizer):
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    return write
+
+
+def publish(write, out: Path, replace: bool = False) -> Path:
+    """write(folder) into a folder of this process's own, then give it the final name:
+    only a complete folder ever has that name, and builders running at once (test
+    workers) don't trample each other. The builds are deterministic, so the first
+    complete one stays."""
     tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
     if replace or not _is_complete(out):
         shutil.rmtree(out, ignore_errors=True)
         with contextlib.suppress(OSError):  # another builder's folder landed in between
@@ -88,7 +97,7 @@ def build_default_model(force: bool = False) -> Path:
         dtype=torch.float32,
     )
     model.config.dtype = torch.float32
-    return _publish(model, tokenizer, out, replace=force)
+    return publish(_save(model, tokenizer), out, replace=force)
 
 
 # Per architecture: what differs from the common tiny shape. The MoE models have
@@ -172,7 +181,7 @@ def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path |
     with torch.no_grad():
         for layer in ZERO_ROUTER_LAYERS.get(arch, ()):
             model.model.layers[layer].mlp.gate.weight.zero_()
-    return _publish(model, tokenizer, out)
+    return publish(_save(model, tokenizer), out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,10 +43,19 @@ class NPUGraphPlatform(Platform):
     # target walks the NPU's path); vLLM, not Ray, then picks each worker's device.
     ray_device_key: str = "NPU"
     ray_noset_device_env_vars: list[str] = ["RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES"]
+    supported_quantization: list[str] = ["compressed-tensors"]  # W8A8 int8 only (w8a8.py)
 
     @property
     def supported_dtypes(self) -> list[torch.dtype]:
         return _target.supported_dtypes()
+
+    @classmethod
+    def verify_quantization(cls, quant: str) -> None:
+        """Before weights load: one line naming what we serve (w8a8.py checks the scheme)."""
+        if quant not in cls.supported_quantization:
+            from vllm_npu_graph.w8a8 import refusal
+
+            raise PluginConfigError(refusal(f"quantization method {quant!r}"))
 
     @classmethod
     def get_device_name(cls, device_id: int = 0) -> str:
@@ -216,7 +225,7 @@ def check_features(vllm_config) -> None:
     if vllm_config.lora_config is not None:
         raise PluginConfigError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
     # vLLM's GPU runner would die later with a raw traceback on each of these (a CUDA
-    # stream for draft tokens, a pooling stage our runner lacks, no OOT quantized kernel).
+    # stream for draft tokens, a pooling stage our runner lacks); quantized checkpoints as w8a8.py says.
     if vllm_config.speculative_config is not None:
         raise PluginConfigError(
             "speculative decoding is not supported by vllm-npu-graph yet; drop --speculative-config."
@@ -227,11 +236,11 @@ def check_features(vllm_config) -> None:
             "pooling models (--runner pooling, --convert embed/classify) are not supported by vllm-npu-graph yet; "
             "serve a generative model."
         )
-    if model is not None and model.quantization is not None:
-        raise PluginConfigError(
-            f"quantized models ({model.quantization}) are not supported by vllm-npu-graph yet; "
-            "serve a float16, bfloat16 or float32 checkpoint."
-        )
+    from vllm_npu_graph.w8a8 import check_model
+
+    refusal = check_model(model)
+    if refusal is not None:
+        raise PluginConfigError(refusal)
     cache_dtype = vllm_config.cache_config.cache_dtype
     if cache_dtype != "auto":
         raise setting_error(

@@ -97,6 +97,8 @@ def _check_type(op: str, arg, value) -> None:
     base = type_str.rstrip("?")
     if value is None and optional:
         return
+    if base == "int" and arg.name.endswith("dtype") and isinstance(value, torch.dtype):
+        return  # torch_npu's documented calls pass a torch.dtype to its `int? *_dtype` arguments
     expected = _TYPES.get(base)
     if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
         raise TypeError(f"{op}(): argument {arg.name!r} must be {type_str}, got {type(value).__name__}")

@@ -142,6 +142,36 @@ def test_moe_ops_dispatch_to_torch_npu(fake_npu):
         kernel_choice.configure(None)
 
 
+def test_int8_ops_dispatch_to_torch_npu(fake_npu):
+    """W8A8: npu_dynamic_quant and npu_quant_matmul (weight [K, N], float32 scales,
+    bfloat16 out) equal the reference's integer math; bias added after the matmul."""
+    fake, target = fake_npu
+    from vllm_npu_graph.kernels import quant_reference as ref
+    from vllm_npu_graph.ops import kernel_choice, quant
+
+    kernel_choice.configure(None, target.native_ops("triton"))
+    try:
+        fake.CALLS.clear()
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(5, 64, generator=g).to(torch.bfloat16)
+        w, w_scale = ref.quantize_weight(torch.randn(48, 64, generator=g) * 0.1)
+        bias = torch.randn(48, generator=g).to(torch.bfloat16)
+        x_q, x_scale = quant.quant_per_token(x)
+        ref_q, ref_scale = ref.quant_per_token(x)
+        assert torch.equal(x_q, ref_q) and x_scale.shape == (5, 1)
+        torch.testing.assert_close(x_scale, ref_scale)
+        packed, keep = quant.pack_int8_weight(w, w_scale.view(-1), torch.bfloat16)
+        assert packed.shape == (64, 48) and keep is None
+        got = quant.int8_linear(x_q, x_scale, packed, w_scale.view(-1), bias, torch.bfloat16)
+        want = ref.int8_linear(ref_q, ref_scale, w.t(), w_scale.view(-1), bias, torch.bfloat16)
+        torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)
+        calls = dict(fake.CALLS)
+        assert calls["npu_quant_matmul"]["output_dtype"] == torch.bfloat16
+        assert calls["npu_quant_matmul"]["pertoken_scale"].shape == (5,)
+    finally:
+        kernel_choice.configure(None)
+
+
 def test_a_moe_layer_is_captured_once_per_size_with_static_routing_shapes(fake_npu):
     """Each padded size's graph holds the whole MoE (gating, routing, grouped matmuls,
     un-permute) with that size's expanded-row count fixed, and nothing else runs."""

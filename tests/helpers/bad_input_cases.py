@@ -30,7 +30,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)  # EngineArgs overrides
     expect: str = ""  # regex searched in the outcome: the error message, or "accepted: ..."
     env: dict = field(default_factory=dict)
-    model: str = "llama"  # "llama" (supported) or "gpt2" (not)
+    model: str = "llama"  # "llama" (supported), "gpt2" (not), or a QUANT_VARIANTS name
     fresh_process: bool = False  # the environment matters at plugin registration
     by_vllm: bool = False  # refused by vLLM's own check, before our platform sees it
     note: str = ""
@@ -318,9 +318,36 @@ CASES = [
     Case(
         "quantization-fp8",
         dict(quantization="fp8", dtype="bfloat16"),
-        r"^Value error, quantized models \(fp8\) are not supported by vllm-npu-graph yet; serve a float16",
+        r"^Value error, vllm-npu-graph serves compressed-tensors W8A8 int8 .*; this checkpoint has quantization "
+        r"method 'fp8'\.$",
+    ),
+    Case(
+        "w8a8-static-activations",
+        model="w8a8-static",
+        expect=r"^Value error, vllm-npu-graph serves compressed-tensors W8A8 int8 .*; this checkpoint has static "
+        r"activation scales \(per tensor\) \(group group_0\)\.$",
+    ),
+    Case(
+        "w8a16-weight-only",
+        model="w8a16",
+        expect=r"; this checkpoint has weight-only quantization \(W8A16\) \(group group_0\)\.$",
+    ),
+    Case("w4a16", model="w4a16", expect=r"; this checkpoint has 4-bit int weights \(group group_0\)\.$"),
+    Case(
+        "fp8-compressed-tensors", model="fp8", expect=r"; this checkpoint has 8-bit float weights \(group group_0\)\.$"
+    ),
+    Case(
+        "w8a8-asymmetric-activations",
+        model="w8a8-asym",
+        expect=r"; this checkpoint has asymmetric activations \(zero points\) \(group group_0\)\.$",
     ),
     # --- accepted neighbours
+    Case(
+        "ok-w8a8",
+        model="w8a8",
+        expect=r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes " + re.escape(DEFAULT_SIZES) + "$",
+        note="compressed-tensors W8A8 int8, per-token dynamic activations",
+    ),
     Case(
         "ok-defaults",
         expect=r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes " + re.escape(DEFAULT_SIZES) + "$",
@@ -393,12 +420,62 @@ CASES = [
 BY_ID = {case.id: case for case in CASES}
 
 
+def _group(config: dict) -> dict:
+    return config["config_groups"]["group_0"]
+
+
+def _weight_only(bits: int, fmt: str):
+    def edit(config):
+        config["format"] = fmt
+        _group(config).pop("input_activations")
+        _group(config)["weights"]["num_bits"] = bits
+
+    return edit
+
+
+# Quantized checkpoints of the tiny Llama: our W8A8 build with its quantization config
+# edited as those schemes' checkpoints have it (only the config is read before weights load).
+QUANT_VARIANTS = {
+    "w8a8": None,
+    "w8a8-static": lambda c: _group(c)["input_activations"].update(dynamic=False, strategy="tensor"),
+    "w8a16": _weight_only(8, "pack-quantized"),
+    "w4a16": _weight_only(4, "pack-quantized"),
+    "fp8": lambda c: [_group(c)[part].update(type="float") for part in ("weights", "input_activations")],
+    "w8a8-asym": lambda c: _group(c)["input_activations"].update(symmetric=False),
+}
+
+
+def quantized_variant(llama: Path, name: str) -> Path:
+    from vllm_npu_graph.models import cache_dir
+    from vllm_npu_graph.quantize import build_w8a8
+
+    w8a8 = build_w8a8(llama, cache_dir() / "models" / "tiny-llama-seed0-w8a8")
+    edit = QUANT_VARIANTS[name]
+    if edit is None:
+        return w8a8
+    out = cache_dir() / "models" / f"tiny-llama-seed0-{name}"
+    if not (out / "config.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        for f in w8a8.iterdir():
+            if f.name != "config.json" and not (out / f.name).exists():
+                (out / f.name).symlink_to(f)
+        config = json.loads((w8a8 / "config.json").read_text())
+        edit(config["quantization_config"])
+        tmp = out / f".config.{os.getpid()}.json"
+        tmp.write_text(json.dumps(config, indent=2))
+        tmp.replace(out / "config.json")
+    return out
+
+
 def model_path(name: str) -> Path:
     from vllm_npu_graph.models import build_default_model, build_tiny_model, cache_dir
 
     tokenizer = build_default_model()
+    llama = build_tiny_model("llama", cache_dir() / "models" / "tiny-llama-seed0", seed=0, tokenizer_from=tokenizer)
     if name == "llama":
-        return build_tiny_model("llama", cache_dir() / "models" / "tiny-llama-seed0", seed=0, tokenizer_from=tokenizer)
+        return llama
+    if name in QUANT_VARIANTS:
+        return quantized_variant(llama, name)
     out = cache_dir() / "models" / "tiny-gpt2-unsupported"
     if not (out / "config.json").exists():
         from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel

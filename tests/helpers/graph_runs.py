@@ -20,6 +20,12 @@ def run_driver(model, mode: str, batches: str, max_tokens: int = 12, **env_overr
     """Each run gets a fresh compile cache of our own (the checks read the compile's log
     lines, which a warm entry from an earlier run would replace by a load) and no fault
     injection unless asked."""
+    return run_script(DRIVER.name, model, mode, batches, str(max_tokens), **env_overrides)
+
+
+def run_script(script: str, model, *args: str, **env_overrides) -> tuple[dict, str]:
+    """tests/helpers/<script> MODEL ARGS... on the host target: (its last stdout line as
+    JSON, its whole log)."""
     env = {k: v for k, v in os.environ.items() if k not in FAULT_VARS}
     env.update(
         {
@@ -29,7 +35,7 @@ def run_driver(model, mode: str, batches: str, max_tokens: int = 12, **env_overr
         }
     )
     env.update(env_overrides)
-    cmd = [sys.executable, str(DRIVER), str(model), mode, batches, str(max_tokens)]
+    cmd = [sys.executable, str(DRIVER.with_name(script)), str(model), *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]

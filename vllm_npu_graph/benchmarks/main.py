@@ -22,7 +22,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vllm-npu-graph bench", description=__doc__.splitlines()[0])
     p.add_argument(
         "--model",
-        help="model folder, or a seeded model's name (e.g. qwen3_moe_bench, a MoE of realistic proportions; "
+        help="model folder, w8a8 (the embedded model's W8A8 checkpoint), or a seeded model's name "
+        "(e.g. qwen3_moe_bench, a MoE of realistic proportions; "
         "see `python -m vllm_npu_graph.models tiny --help`); default: the embedded SmolLM2-135M-Instruct",
     )
     p.add_argument(
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model is None:
         args.model = str(models.build_default_model())
+    elif args.model == "w8a8":
+        from vllm_npu_graph.quantize import build_default_w8a8
+
+        args.model = str(build_default_w8a8())
     elif args.model in models.TINY_ARCHS:
         args.model = str(models.build_tiny_model(args.model, models.cache_dir() / "models" / f"{args.model}-seed0"))
     settings = Settings(

@@ -50,12 +50,15 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "swiglu": partial(fused.swiglu, table=table),
             "qkv_rope": partial(fused.qkv_rope, table=table),
         }
-    from vllm_npu_graph.kernels import moe_reference, moe_triton
+    from vllm_npu_graph.kernels import moe_reference, moe_triton, quant_reference
 
     resolved.update(
         moe_topk_softmax=moe_reference.topk_softmax,  # softmax + top-k: plain device ops
         moe_experts=moe_reference.experts if table is None else partial(moe_triton.experts, table=table),
         moe_pack_weights=lambda w13, w2: (w13, w2),
+        quant_per_token=quant_reference.quant_per_token,
+        int8_linear=quant_reference.int8_linear,
+        pack_int8_weight=lambda w, w_scale, out_dtype: (w.t().contiguous(), None),  # [K, N]
     )
     resolved.update(native or {})
     impls, launch_table = resolved, table

@@ -7,6 +7,9 @@ are the NPU's. Our custom ops dispatch here when the host's kernels choice is `n
   GEMM at decode sizes here. F.linear if the op could not be built.
 - RMSNorm, add+RMSNorm, SwiGLU (the fusion passes' ops): vLLM's C++ kernels.
 - Mixture-of-experts: vLLM's CPU fused-MoE kernel on weights prepacked at load.
+- W8A8 linears: vLLM CPU's dynamic per-token int8 quantization, and its oneDNN int8
+  GEMM on a weight packed once at load (the pack's handle, an int64 scalar tensor, is
+  what the layer holds as its weight; the scales are folded into the pack).
 - Paged attention and the KV-cache write: vLLM's C++ CPU attention. It reads every
   length from the tensors (its work schedule is built from `seq_lens` inside the op,
   per call), so a decode graph replays it at any context. Its cache keeps a block's
@@ -166,8 +169,34 @@ def moe_experts(x, topk_weights, topk_ids, w13, w2, expert_map) -> torch.Tensor:
     return out
 
 
+def quant_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.contiguous()
+    q = torch.empty_like(x, dtype=torch.int8)
+    scale = torch.empty(x.shape[0], 1, dtype=torch.float32)
+    _C.dynamic_scaled_int8_quant(q, x, scale, None)
+    return q, scale
+
+
+def pack_int8_weight(w: torch.Tensor, w_scale: torch.Tensor, out_dtype: torch.dtype):
+    """oneDNN's packed int8 weight with its per-channel scales and the output dtype;
+    the handler object frees the pack when collected, so the layer keeps it."""
+    from vllm import _custom_ops as ops
+
+    handler = ops.create_onednn_scaled_mm(w.t(), w_scale.view(-1, 1), out_dtype, True, False, 32)
+    return handler.handler_tensor, handler
+
+
+def int8_linear(x_q, x_scale, w, w_scale, bias, out_dtype) -> torch.Tensor:
+    out = torch.empty(x_q.shape[0], w_scale.shape[0], dtype=out_dtype)
+    _C.onednn_scaled_mm(out, x_q, x_scale, None, None, bias, w)
+    return out
+
+
 def native_ops() -> dict:
     return {
+        "quant_per_token": quant_per_token,
+        "int8_linear": int8_linear,
+        "pack_int8_weight": pack_int8_weight,
         "moe_experts": moe_experts,
         "moe_pack_weights": moe_pack_weights,
         "linear": linear_impl(),

@@ -171,7 +171,13 @@ class NPUTarget(Target):
         def swiglu(x):
             return torch_npu.npu_swiglu(x, dim=-1)
 
-        return {"rms_norm": rms_norm, "add_rms_norm": add_rms_norm, "swiglu": swiglu, **_moe_ops(torch_npu)}
+        return {
+            "rms_norm": rms_norm,
+            "add_rms_norm": add_rms_norm,
+            "swiglu": swiglu,
+            **_moe_ops(torch_npu),
+            **_int8_ops(torch_npu),
+        }
 
     def explain_capture_error(self, exc: Exception) -> str | None:
         text = str(exc)
@@ -226,3 +232,24 @@ def _moe_ops(torch_npu) -> dict:
         return torch_npu.npu_moe_token_unpermute(down, src_to_dst, probs=weights.to(x.dtype))
 
     return {"moe_topk_softmax": topk_softmax, "moe_pack_weights": pack_weights, "moe_experts": experts}
+
+
+def _int8_ops(torch_npu) -> dict:
+    """W8A8 through torch_npu (vllm-ascend's dynamic W8A8 path): npu_dynamic_quant gives
+    int8 rows and a float32 scale per row; npu_quant_matmul multiplies by the [K, N] int8
+    weight with the per-channel (`scale`) and per-token (`pertoken_scale`) scales and
+    writes the model's dtype. The bias is added after the matmul: the op's bias dtype
+    rules differ per output dtype."""
+
+    def quant_per_token(x):
+        q, scale = torch_npu.npu_dynamic_quant(x)
+        return q, scale.view(-1, 1)
+
+    def pack_int8_weight(w, w_scale, out_dtype):
+        return w.t().contiguous(), None  # [N, K] as loaded -> [K, N]
+
+    def int8_linear(x_q, x_scale, w, w_scale, bias, out_dtype):
+        out = torch_npu.npu_quant_matmul(x_q, w, w_scale, pertoken_scale=x_scale.view(-1), output_dtype=out_dtype)
+        return out if bias is None else out + bias
+
+    return {"quant_per_token": quant_per_token, "pack_int8_weight": pack_int8_weight, "int8_linear": int8_linear}

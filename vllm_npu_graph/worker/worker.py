@@ -10,7 +10,7 @@ from vllm.utils.torch_utils import set_random_seed
 from vllm.v1.worker.gpu_worker import Worker, init_worker_distributed_environment
 from vllm.v1.worker.worker_base import CompilationTimes
 
-from vllm_npu_graph import logits, moe  # noqa: F401  (register our LM head and MoE layers before the model is built)
+from vllm_npu_graph import logits, moe, w8a8  # noqa: F401  (register our LM head, MoE and int8 layers before the model is built)
 from vllm_npu_graph.config import plugin_config
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.targets import get_target

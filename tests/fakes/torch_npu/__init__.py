@@ -81,7 +81,31 @@ def _npu_moe_token_unpermute(permuted_tokens, sorted_indices, probs, **_):
     return (picked.float() * probs.float().unsqueeze(-1)).sum(1).to(permuted_tokens.dtype)
 
 
+# W8A8 as documented: dynamic per-token quantization (scale = row amax / 127, float32,
+# shape x.shape[:-1]); the quantized matmul on an int8 [K, N] weight, with float32
+# per-channel scale [N] and per-token scale [M], written in output_dtype.
+def _npu_dynamic_quant(input, smooth_scales, group_index, dst_type, quant_mode, **_):
+    assert smooth_scales is None and group_index is None and quant_mode == "pertoken" and dst_type is None
+    xf = input.float()
+    scale = xf.abs().amax(-1) / 127.0
+    q = torch.round(xf / torch.where(scale > 0, scale, torch.ones_like(scale)).unsqueeze(-1))
+    return q.clamp(-127, 127).to(torch.int8), scale
+
+
+def _npu_quant_matmul(x1, x2, scale, pertoken_scale, bias, output_dtype, **_):
+    assert x1.dtype == torch.int8 and x2.dtype == torch.int8, "x1 and x2 must be int8"
+    assert x1.shape[-1] == x2.shape[0], "x2 must be [K, N]"
+    assert scale.dtype == torch.float32 and scale.shape == (x2.shape[1],), "scale must be float32 [N]"
+    assert pertoken_scale.dtype == torch.float32 and pertoken_scale.shape == (x1.shape[0],), "pertoken_scale [M]"
+    assert output_dtype in (torch.float16, torch.bfloat16), "output_dtype must be float16 or bfloat16"
+    assert bias is None
+    acc = (x1.double() @ x2.double()).float()
+    return (acc * pertoken_scale.unsqueeze(-1) * scale).to(output_dtype)
+
+
 NUMERIC = {
+    "npu_dynamic_quant": _npu_dynamic_quant,
+    "npu_quant_matmul": _npu_quant_matmul,
     "npu_rms_norm": _npu_rms_norm,
     "npu_add_rms_norm": _npu_add_rms_norm,
     "npu_swiglu": _npu_swiglu,
