@@ -15,6 +15,7 @@ measured in the test; the kernels themselves equal the reference op for op
 import math
 
 import pytest
+import torch
 from helpers import w8a8_reference
 from helpers.graph_runs import run_script
 from helpers.w8a8_driver import prompt_ids, text_ids
@@ -34,13 +35,12 @@ def w8a8(default_model):
 
 
 @pytest.fixture(scope="module")
-def runs(w8a8, default_model):
+def runs(w8a8):
     out = {}
     for mode in MODES:
         target = {envs.TARGET: "auto"} if mode == "peer" else {}  # vLLM's CPU platform, eager
         engine_mode = "eager" if mode == "peer" else mode
         out[mode], out[f"{mode}-log"] = run_script("w8a8_driver.py", w8a8, engine_mode, **target)
-    out["float"], _ = run_script("w8a8_driver.py", default_model, "eager")
     return out
 
 
@@ -98,10 +98,16 @@ def test_text_logprobs_within_the_noise_floor(mode, runs, floor):
     assert mean < 1.25 * floor_mean and max(diffs) < 1.5 * floor_max
 
 
-def test_perplexity_within_3_percent_of_the_float_model(runs):
+def test_perplexity_within_3_percent_of_the_float_model(runs, default_model, w8a8):
+    """The float model's side comes from Hugging Face (our engine equals it on this text to
+    1e-5 per token), saving an engine start."""
+    from transformers import AutoModelForCausalLM
+
     def ppl(logprobs):
         return math.exp(-sum(logprobs) / len(logprobs))
 
-    quantized, float_ = ppl(runs["graph"]["text_logprobs"]), ppl(runs["float"]["text_logprobs"])
-    print(f"perplexity on {len(runs['float']['text_logprobs'])} tokens: W8A8 graph {quantized:.3f}, float {float_:.3f}")
+    float_model = AutoModelForCausalLM.from_pretrained(str(default_model), dtype=torch.float32).eval()
+    float_ = ppl(text_logprobs(float_model, text_ids(str(w8a8))))
+    quantized = ppl(runs["graph"]["text_logprobs"])
+    print(f"perplexity on {len(runs['graph']['text_logprobs'])} tokens: W8A8 graph {quantized:.3f}, float {float_:.3f}")
     assert abs(quantized / float_ - 1) < 0.03
