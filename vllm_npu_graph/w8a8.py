@@ -30,13 +30,19 @@ SUPPORTED = (
 MOE_ARCHITECTURES = ("Qwen3MoeForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM")
 
 
+def _int8_problem(args: dict, what: str) -> str | None:
+    if args.get("num_bits") != 8 or args.get("type") != "int":
+        return f"{args.get('num_bits')}-bit {args.get('type')} {what}"
+    if not args.get("symmetric", True):
+        return f"asymmetric {what} (zero points)"
+    return None
+
+
 def _weights_problem(args: dict | None) -> str | None:
     if not args:
         return "no weight quantization"
-    if args.get("num_bits") != 8 or args.get("type") != "int":
-        return f"{args.get('num_bits')}-bit {args.get('type')} weights"
-    if not args.get("symmetric", True):
-        return "asymmetric weights (zero points)"
+    if problem := _int8_problem(args, "weights"):
+        return problem
     if args.get("strategy") not in ("channel", "tensor"):
         return f"weight scales per {args.get('strategy')}"
     if args.get("dynamic"):
@@ -47,10 +53,8 @@ def _weights_problem(args: dict | None) -> str | None:
 def _activations_problem(args: dict | None) -> str | None:
     if not args:
         return "weight-only quantization (W8A16)"
-    if args.get("num_bits") != 8 or args.get("type") != "int":
-        return f"{args.get('num_bits')}-bit {args.get('type')} activations"
-    if not args.get("symmetric", True):
-        return "asymmetric activations (zero points)"
+    if problem := _int8_problem(args, "activations"):
+        return problem
     if not (args.get("dynamic") and args.get("strategy") == "token"):
         return f"static activation scales (per {args.get('strategy')})"
     return None

@@ -245,11 +245,9 @@ def _int8_ops(torch_npu) -> dict:
         q, scale = torch_npu.npu_dynamic_quant(x)
         return q, scale.view(-1, 1)
 
-    def pack_int8_weight(w, w_scale, out_dtype):
-        return w.t().contiguous(), None  # [N, K] as loaded -> [K, N]
-
     def int8_linear(x_q, x_scale, w, w_scale, bias, out_dtype):
         out = torch_npu.npu_quant_matmul(x_q, w, w_scale, pertoken_scale=x_scale.view(-1), output_dtype=out_dtype)
         return out if bias is None else out + bias
 
-    return {"quant_per_token": quant_per_token, "pack_int8_weight": pack_int8_weight, "int8_linear": int8_linear}
+    # The weight is packed as the reference packs it: [N, K] as loaded -> [K, N].
+    return {"quant_per_token": quant_per_token, "int8_linear": int8_linear}
