@@ -199,6 +199,7 @@ def test_a_decode_graph_captured_short_replays_long_contexts_like_eager(kernels)
                 num_actual_tokens=sum(qlens),
                 max_query_len=1,
                 max_seq_len=max(lens),
+                decode_query_len=1,
                 decode_only=True,
                 query_start_loc=qsl_buf,
                 seq_lens=lens_buf,

@@ -29,6 +29,7 @@ def native_cache_like(seq_lens, block_table, keys, values, num_blocks, hkv, d, b
         ([1, 16, 17, 40, 0], [1, 1, 1, 1, 0], 9, 3, 64, 16),  # decode, a padded request
         ([19, 1, 40, 33], [19, 1, 9, 1], 4, 1, 64, 16),  # prefill, chunked prefill, decode mixed
         ([300, 5], [1, 1], 8, 2, 128, 32),  # long context, 32-token blocks
+        ([4, 17, 40, 0], [4, 4, 4, 0], 8, 2, 64, 16),  # a speculative step: token + 3 drafts each
     ],
 )
 def test_native_attention_equals_the_reference(seq_lens, query_lens, hq, hkv, d, bs):

@@ -40,3 +40,24 @@ def test_slot_mapping_reference():
     slots = torch.full((6,), 123, dtype=torch.int64)
     compute_slot_mapping(4, 6, qsl, positions, block_table, 2, slots, 16)
     assert slots.tolist() == [80, 81, 82, 9 * 16 + 1, -1, -1]
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_uniform_speculative_batch_reads_no_host_value(window):
+    """A graph's batch with speculative decoding: every request verifies its token and
+    3 drafts (4 query tokens), plus a padding request; max_seq_len 0 (the graph's
+    static bound) must give dense attention's answer without reading a device value."""
+    from vllm_npu_graph.frozen_values import no_host_sync
+
+    seq_lens, query_lens = [4, 17, 40, 0], [4, 4, 4, 0]
+    d, bs, scale = 32, 16, 0.2
+    kv_cache, block_table, keys, values, q, qsl = build_batch(seq_lens, query_lens, 8, 2, d, bs, torch.float32)
+    padded = torch.cat([q, torch.randn(4, 8, d)])  # rows of the padding request
+    with no_host_sync():
+        out = paged_attention(
+            padded, kv_cache, torch.tensor(qsl), torch.tensor(seq_lens), block_table, scale, window, 4, 0
+        )
+    for r in range(3):
+        ref = dense_attention(q[qsl[r] : qsl[r + 1]], keys[r], values[r], seq_lens[r] - 4, scale, window)
+        torch.testing.assert_close(out[qsl[r] : qsl[r + 1]], ref, atol=1e-4, rtol=1e-4)
+    assert out[q.shape[0] :].abs().max() == 0

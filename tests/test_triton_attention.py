@@ -83,3 +83,13 @@ def test_kernel_sources_are_portable():
         text = path.read_text()
         for word in ("care_padding", "multibuffer", "extra.cann", "torch_npu", "torch.npu"):
             assert word not in text, f"{path.name} uses {word}"
+
+
+def test_uniform_speculative_batch_with_the_graph_bound():
+    # 4 query tokens per request (a token + 3 drafts), a padding request, max_seq_len 0
+    # as in a graph: the prefill kernel reads every length from the device.
+    kv_cache, block_table, _, _, q, qsl = build_batch([4, 17, 40, 0], [4, 4, 4, 0], 8, 2, 64, 16, torch.float32)
+    args = (q, kv_cache, torch.tensor(qsl), torch.tensor([4, 17, 40, 0], dtype=torch.int32), block_table, 0.125, None)
+    expected = ref.paged_attention(*args)
+    got = tri.paged_attention(*args, max_query_len=4, table=INTERPRETER_TABLE, max_seq_len=0)
+    torch.testing.assert_close(got, expected, atol=TOL[torch.float32], rtol=TOL[torch.float32])

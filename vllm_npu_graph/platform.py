@@ -220,15 +220,20 @@ class NPUGraphPlatform(Platform):
         return COMPILER_QUALNAME
 
 
+SPECULATIVE_METHODS = ("ngram", "draft_model")
+
+
 def check_features(vllm_config) -> None:
     """vLLM features our worker or attention can't serve, refused before the engine starts."""
     if vllm_config.lora_config is not None:
         raise PluginConfigError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
     # vLLM's GPU runner would die later with a raw traceback on each of these (a CUDA
     # stream for draft tokens, a pooling stage our runner lacks); quantized checkpoints as w8a8.py says.
-    if vllm_config.speculative_config is not None:
+    spec = vllm_config.speculative_config
+    if spec is not None and spec.method not in SPECULATIVE_METHODS:
         raise PluginConfigError(
-            "speculative decoding is not supported by vllm-npu-graph yet; drop --speculative-config."
+            f"speculative decoding method {spec.method!r} is not supported by vllm-npu-graph; "
+            f"supported: {', '.join(SPECULATIVE_METHODS)} (--speculative-config '{{\"method\": \"ngram\", ...}}')."
         )
     model = vllm_config.model_config
     if model is not None and model.runner_type == "pooling":
@@ -312,30 +317,36 @@ def configure_graph_mode(vllm_config, options) -> None:
     compilation.cudagraph_mode = mode
     if mode != CUDAGraphMode.NONE:
         limit = options.max_graph_sizes if options.max_graph_sizes is not None else _target.max_graph_sizes
-        limit_capture_sizes(compilation, limit, vllm_config.scheduler_config.max_num_seqs)
+        query_len = 1 + vllm_config.num_speculative_tokens
+        limit_capture_sizes(compilation, limit, vllm_config.scheduler_config.max_num_seqs, query_len)
 
 
-def limit_capture_sizes(compilation, limit: int | None, max_num_seqs: int) -> None:
-    """Decode graphs serve at most max_num_seqs tokens; within the graph-count limit,
-    keep the sizes with the least padding waste (compilation/capture_sizes.py)."""
+def limit_capture_sizes(compilation, limit: int | None, max_num_seqs: int, query_len: int = 1) -> None:
+    """Decode graphs serve at most max_num_seqs requests of query_len tokens each (1, or
+    1 + k speculative tokens): sizes are whole requests' tokens. Within the graph-count
+    limit, keep the request counts with the least padding waste
+    (compilation/capture_sizes.py)."""
     from vllm_npu_graph.compilation.capture_sizes import choose_capture_sizes, worst_padding
 
     sizes = sorted(compilation.cudagraph_capture_sizes or [])
     if not sizes:
         return
-    keep = choose_capture_sizes(sizes, limit, max_num_seqs)
+    requests = sorted({-(-s // query_len) for s in sizes})
+    keep = choose_capture_sizes(requests, limit, max_num_seqs)
     worst, batch = worst_padding(keep)
+    tokens = [r * query_len for r in keep]
     logger.info(
         "vllm-npu-graph: capture sizes on the %s target: %d of %d kept (limit %s): %s; worst-case "
-        "padding %.0f%% (a batch of %d runs the graph of %d)",
+        "padding %.0f%% (a batch of %d requests runs the graph of %d)%s",
         _target.name,
         len(keep),
-        len(sizes),
+        len(requests),
         limit or "none",
-        keep,
+        tokens,
         100 * worst,
         batch,
         next(s for s in keep if s >= batch),
+        f"; each request {query_len} tokens (1 + speculative tokens)" if query_len > 1 else "",
     )
-    compilation.cudagraph_capture_sizes = keep
-    compilation.max_cudagraph_capture_size = keep[-1]
+    compilation.cudagraph_capture_sizes = tokens
+    compilation.max_cudagraph_capture_size = tokens[-1]

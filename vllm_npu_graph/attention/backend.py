@@ -1,9 +1,10 @@
 """Our vLLM attention backend (registered as AttentionBackendEnum.CUSTOM).
 
 Metadata stays in device tensors (query_start_loc, seq_lens, block_table,
-slot_mapping). Decode batches read nothing else, so a graph captured for one replays
-any decode batch of its size at any context length; prefill and mixed batches also use
-host ints (grid sizes) and run eagerly. The KV-cache write is a separate op
+slot_mapping). Uniform decode batches (one token per request, or with speculative
+decoding its token and k drafts) read nothing else, so a graph captured for one
+replays any such batch of its size at any context length; prefill and mixed batches
+also use host ints (grid sizes) and run eagerly. The KV-cache write is a separate op
 (`forward_includes_kv_cache_update` is False), which lets a pass fold RoPE into it.
 """
 
@@ -32,7 +33,8 @@ class NPUGraphAttentionMetadata:
     num_actual_tokens: int
     max_query_len: int  # host hints: prefill/mixed batches only (never in a graph)
     max_seq_len: int
-    decode_only: bool  # every request has one query token (what decode graphs serve)
+    decode_query_len: int  # query tokens per request in a decode step (1 + speculative tokens)
+    decode_only: bool  # no request has more than decode_query_len query tokens
     query_start_loc: torch.Tensor  # [num_reqs + 1]
     seq_lens: torch.Tensor  # [num_reqs]
     block_table: torch.Tensor  # [num_reqs, max_blocks]
@@ -40,12 +42,14 @@ class NPUGraphAttentionMetadata:
 
 
 class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentionMetadata]):
-    # Decode batches read every length and table from tensors, so a decode graph
-    # replays any decode batch of its size; vLLM then captures decode batches only.
-    _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.UNIFORM_SINGLE_TOKEN_DECODE
+    # Uniform decode batches read every length and table from tensors, so a graph
+    # replays any such batch of its size; vLLM then captures uniform decode batches
+    # only (1 + num_speculative_tokens query tokens per request).
+    _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.UNIFORM_BATCH
 
     def __init__(self, kv_cache_spec, layer_names, vllm_config, device):  # abstract in vLLM's base
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)
+        self.decode_query_len = 1 + vllm_config.num_speculative_tokens
 
     def build(
         self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata, fast_build: bool = False
@@ -56,7 +60,8 @@ class NPUGraphAttentionMetadataBuilder(AttentionMetadataBuilder[NPUGraphAttentio
             num_actual_tokens=m.num_actual_tokens,
             max_query_len=m.max_query_len,
             max_seq_len=m.max_seq_len,
-            decode_only=m.max_query_len <= 1,
+            decode_query_len=self.decode_query_len,
+            decode_only=m.max_query_len <= self.decode_query_len,
             query_start_loc=m.query_start_loc[: num_reqs + 1],
             seq_lens=m.seq_lens[:num_reqs],
             block_table=m.block_table_tensor[:num_reqs],
@@ -121,14 +126,14 @@ class NPUGraphAttentionImpl(AttentionImpl[NPUGraphAttentionMetadata]):
     def attend(self, query, kv_cache, attn_metadata: NPUGraphAttentionMetadata | None, output) -> torch.Tensor:
         """output = attention of every request's query tokens; rows of no request
         (padding) are zero. Reads no host int in a graph (a device graph would freeze
-        it): a decode batch sizes its KV loop from the device lengths, bounded by the
+        it): graphs serve uniform decode batches only, whose query length is fixed by
+        the configuration; the KV loop is sized from the device lengths, bounded by the
         block table's width."""
         if attn_metadata is None:  # profiling run: no KV cache yet
             return output.fill_(0)
         m = attn_metadata
-        if m.decode_only:
-            in_graph = get_forward_context().cudagraph_runtime_mode == CUDAGraphMode.FULL
-            max_query_len, max_seq_len = 1, 0 if in_graph else m.max_seq_len
+        if get_forward_context().cudagraph_runtime_mode == CUDAGraphMode.FULL:
+            max_query_len, max_seq_len = m.decode_query_len, 0
         else:
             max_query_len, max_seq_len = m.max_query_len, m.max_seq_len
         output.copy_(

@@ -30,11 +30,12 @@ def _num_tokens(args, kwargs) -> int | None:
     return None
 
 
-def _is_decode_batch(ctx) -> bool:
-    """Our attention metadata says whether every request has one query token."""
+def _decode_query_len(ctx) -> int:
+    """From our attention metadata: query tokens per request in a decode step (1, or
+    1 + k with speculative decoding), 0 for a batch with any longer query (prefill)."""
     metadata = ctx.attn_metadata
     first = next(iter(metadata.values()), None) if isinstance(metadata, dict) and metadata else None
-    return bool(getattr(first, "decode_only", False))
+    return first.decode_query_len if getattr(first, "decode_only", False) else 0
 
 
 class GraphFallbacks:
@@ -106,8 +107,14 @@ class NPUGraphWrapper(torch.nn.Module):
         if ctx.cudagraph_runtime_mode != CUDAGraphMode.FULL or desc is None:
             if self.serving:
                 n = desc.num_tokens if desc is not None else _num_tokens(args, kwargs)
-                if not _is_decode_batch(ctx):
+                decode_query_len = _decode_query_len(ctx)
+                if not decode_query_len:
                     self.fallbacks.record("a prefill or mixed batch (graphs serve decode batches)")
+                elif decode_query_len > 1 and desc is not None and not desc.uniform:
+                    self.fallbacks.record(
+                        f"a speculative step whose requests carry fewer than {decode_query_len - 1} draft tokens "
+                        f"(graphs serve {decode_query_len} query tokens per request)"
+                    )
                 elif n is not None and n > self.max_capture_size:
                     self.fallbacks.record(
                         f"decode batch of more than {self.max_capture_size} tokens (the largest captured size)"

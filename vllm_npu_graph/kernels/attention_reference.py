@@ -60,28 +60,31 @@ def _attend(q, k, v, allowed, scale):
     ).to(q.dtype)
 
 
-def decode_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, bound):
-    """Every request's one query token over its first seq_lens[r] cached tokens, with
-    no host read: keys are gathered up to `bound` tokens (a static bound in a graph)
-    and masked by the device lengths. Requests with no query token (padding) and rows
-    of no request stay zero."""
+def decode_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, bound, q_len=1):
+    """Every request's q_len query tokens (one decode token, or a speculative step's
+    token and drafts) over its first seq_lens[r] cached tokens, causally, with no host
+    read: keys are gathered up to `bound` tokens (a static bound in a graph) and masked
+    by the device lengths. Requests without exactly q_len query tokens (padding) and
+    rows of no request stay zero."""
     out = torch.zeros_like(query)
     num_reqs = seq_lens.shape[0]
     if num_reqs == 0:
         return out
-    starts = query_start_loc[:num_reqs].long()
-    has_query = (query_start_loc[1 : num_reqs + 1] - query_start_loc[:num_reqs] == 1) & (seq_lens > 0)
-    rows = starts.clamp(max=query.shape[0] - 1)
+    steps = torch.arange(q_len, device=query.device)
+    has_query = (query_start_loc[1 : num_reqs + 1] - query_start_loc[:num_reqs] == q_len) & (seq_lens > 0)
+    rows = (query_start_loc[:num_reqs, None].long() + steps).clamp(max=query.shape[0] - 1)  # [R, Q]
     lens = seq_lens.long()
     k, v = gather_kv(kv_cache, block_table, lens, bound)
     pos = torch.arange(k.shape[1], device=query.device)
-    allowed = (pos[None, :] < lens[:, None]) & has_query[:, None]
+    qpos = lens[:, None] - q_len + steps  # each query token's position
+    allowed = (pos <= qpos[..., None]) & has_query[:, None, None]  # [R, Q, L]
     if sliding_window is not None:
-        allowed &= pos[None, :] > (lens[:, None] - 1 - sliding_window)
-    allowed[:, 0] |= ~has_query  # keep softmax finite on padding rows; they are dropped below
-    o = _attend(query[rows].unsqueeze(2), k.transpose(1, 2), v.transpose(1, 2), allowed[:, None, None, :], scale)
+        allowed &= pos > qpos[..., None] - sliding_window
+    allowed[..., 0] |= ~has_query[:, None]  # keep softmax finite on padding rows; they are dropped below
+    o = _attend(query[rows].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), allowed[:, None], scale)
+    o = o.transpose(1, 2) * has_query[:, None, None, None]  # [R, Q, Hq, D]
     # index_add: a padding request's clamped row may be a real request's row; it adds 0.
-    return out.index_add_(0, rows, o.squeeze(2) * has_query[:, None, None])
+    return out.index_add_(0, rows.flatten(), o.flatten(0, 1))
 
 
 def paged_attention(
@@ -99,14 +102,17 @@ def paged_attention(
 
     query: [T, Hq, D], request r owning tokens query_start_loc[r]:query_start_loc[r+1],
     which are the last tokens of its seq_lens[r]; rows of no request are zero.
-    Decode batches (max_query_len == 1) read no host value: keys up to max_seq_len (a
-    host hint; 0 = the block table's width, the static bound graphs use). Longer
-    queries (prefill, chunked prefill: eager only) go one request at a time.
+    Decode batches (max_query_len == 1) and graphs (max_seq_len == 0: a uniform batch
+    of max_query_len tokens per request, bounded by the block table's width) read no
+    host value; otherwise max_seq_len bounds the keys. Other batches (prefill, chunked
+    prefill, uneven speculative steps: eager only) go one request at a time.
     Returns [T, Hq, D].
     """
-    if max_query_len == 1:
+    if max_query_len is not None and (max_query_len == 1 or max_seq_len == 0):
         bound = max_seq_len or block_table.shape[1] * kv_cache.shape[2]
-        return decode_attention(query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, bound)
+        return decode_attention(
+            query, kv_cache, query_start_loc, seq_lens, block_table, scale, sliding_window, bound, max_query_len
+        )
     out = torch.zeros_like(query)
     query_start_loc, seq_lens = query_start_loc.tolist(), seq_lens.tolist()
     num_reqs = len(seq_lens)

@@ -28,7 +28,8 @@ def reshape_and_cache(key, value, kv_cache, slot_mapping):
 
 # Attention of each request's query rows over its cached sequence; rows of no request
 # are zero. max_query_len == 1 marks a decode batch; max_seq_len is a host hint (0 in
-# graphs: kernels bound the context by the block table's width).
+# graphs: a uniform batch of max_query_len tokens per request, the context bounded by
+# the block table's width).
 @op(
     "paged_attention(Tensor query, Tensor kv_cache, Tensor query_start_loc, Tensor seq_lens, Tensor block_table, "
     "float scale, SymInt sliding_window, SymInt max_query_len, SymInt max_seq_len) -> Tensor",

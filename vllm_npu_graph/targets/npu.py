@@ -90,6 +90,9 @@ class NPUTarget(Target):
     def synchronize(self) -> None:
         torch.npu.synchronize()
 
+    def side_stream(self, *args, **kwargs):
+        return torch.npu.Stream(*args, **kwargs)
+
     def total_memory(self, device_id: int = 0) -> int:
         return torch.npu.get_device_properties(device_id).total_memory
 

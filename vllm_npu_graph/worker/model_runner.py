@@ -38,8 +38,10 @@ class NPUGraphModelRunner(GPUModelRunner):
         self.capture_report: list[dict] = []  # per size: warm-up run, capture, graph memory
         self.capture_phase_s = 0.0  # the whole capture step (GC freeze, all sizes, workspace lock)
         self.model_steps = 0  # scheduled (non-empty) model steps served
+        self.padded_draft_tokens = 0  # drafts added to keep speculative steps uniform
         self.faults = faults.plan()
-        super().__init__(vllm_config, device)
+        with self.target.runner_construction():
+            super().__init__(vllm_config, device)
 
     def load_model(self, load_dummy_weights: bool = False) -> None:
         super().load_model(load_dummy_weights=load_dummy_weights)
@@ -158,6 +160,40 @@ class NPUGraphModelRunner(GPUModelRunner):
                 gen.set_state(saved[i])
                 generators[i] = gen
 
+    def propose_draft_token_ids(self, scheduler_output, sampled_token_ids, *args, **kwargs):
+        """With decode graphs, every request that sampled a token gets exactly k drafts:
+        a proposer's shorter list (an n-gram miss) is padded by repeating its last
+        token, so speculative steps stay uniform (k + 1 tokens per request) and replay
+        a graph instead of running eagerly. Output is unchanged: a draft is accepted
+        only where the model agrees with it (greedy), or by rejection sampling, which
+        keeps the model's distribution for any draft."""
+        drafts = super().propose_draft_token_ids(scheduler_output, sampled_token_ids, *args, **kwargs)
+        if not isinstance(drafts, list) or not isinstance(self.model, NPUGraphWrapper):
+            return drafts
+        k = self.num_spec_tokens
+        padded = []
+        for draft, sampled in zip(drafts, sampled_token_ids):
+            if sampled and len(draft) < k:
+                self.padded_draft_tokens += k - len(draft)
+                draft = list(draft) + [(draft or sampled)[-1]] * (k - len(draft))
+            padded.append(draft)
+        return padded
+
+    def _copy_draft_token_ids_to_cpu(self, scheduler_output, zeros_only: bool = False) -> None:
+        """Draft tokens proposed on the device, copied synchronously (vLLM overlaps the
+        copy on a CUDA stream); an n-gram proposer's host lists need no copy."""
+        self._draft_token_req_ids = self.input_batch.req_ids.copy()
+        drafts = self._draft_token_ids
+        if not torch.is_tensor(drafts):
+            return
+        self.prev_num_spec_tokens = drafts.shape[1]
+        rows, cols = drafts.shape
+        if zeros_only:
+            self.draft_token_ids_cpu[:rows, :cols] = 0
+        else:
+            self.target.synchronize()
+            self.draft_token_ids_cpu[:rows, :cols].copy_(drafts)
+
     def _sync_device(self) -> None:
         self.target.synchronize()
 
@@ -168,6 +204,12 @@ class NPUGraphModelRunner(GPUModelRunner):
 
     def shutdown(self) -> None:
         logger.info("npu_graph: eager-fallback summary: %s", self.graph_fallbacks.summary())
+        if self.speculative_config is not None:
+            logger.info(
+                "npu_graph: speculative decoding: %d draft token(s) padded to keep steps uniform "
+                "(counted in vLLM's spec-decode draft metrics)",
+                self.padded_draft_tokens,
+            )
         wrapper = self.model if isinstance(getattr(self, "model", None), NPUGraphWrapper) else None
         try:
             self.graph_fallbacks.save(
