@@ -58,6 +58,11 @@ class NPUGraphPlatform(Platform):
             raise PluginConfigError(refusal(f"quantization method {quant!r}"))
 
     @classmethod
+    def check_runner_kv_caches_multi_layer(cls) -> None:
+        """A draft model's layers share layer indices with the target's; harmless here:
+        our attention finds each layer's KV cache by its name in the forward context."""
+
+    @classmethod
     def get_device_name(cls, device_id: int = 0) -> str:
         return f"{_target.device_name} ({_target.name} target)"
 
