@@ -1,0 +1,41 @@
+"""One engine with speculative decoding: greedy tokens for batches of several sizes
+and vLLM's spec-decode counters, as JSON on the last stdout line.
+Args: MODEL MODE(graph|eager) SPECULATIVE_CONFIG_JSON BATCHES(comma-separated) MAX_TOKENS."""
+
+import json
+import sys
+
+from helpers.engines import greedy_ids, make_llm, shutdown_llm
+
+# Prompts that quote themselves: n-gram lookup finds continuations in them.
+TEMPLATES = [
+    "Repeat the list twice: red, green, blue, red, green, blue, red,",
+    "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n",
+    "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the",
+    "Monday, Tuesday, Wednesday, Thursday, Friday. Monday, Tuesday,",
+]
+
+
+def prompt_ids(model, n: int) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    return [tok(f"({i}) {TEMPLATES[i % len(TEMPLATES)]}")["input_ids"] for i in range(n)]
+
+
+if __name__ == "__main__":
+    model, mode, spec, batches, max_tokens = sys.argv[1:6]
+    llm = make_llm(
+        model,
+        speculative_config=json.loads(spec),
+        disable_log_stats=False,
+        enforce_eager=mode == "eager",
+    )
+    tokens = {n: greedy_ids(llm, prompt_ids(model, int(n)), int(max_tokens)) for n in batches.split(",")}
+    counters = {
+        m.name.removeprefix("vllm:spec_decode_"): getattr(m, "value", None)
+        for m in llm.get_metrics()
+        if m.name.startswith("vllm:spec_decode_num_")
+    }
+    shutdown_llm(llm)
+    print(json.dumps({"tokens": tokens, "counters": counters}), flush=True)
