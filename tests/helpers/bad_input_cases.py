@@ -297,17 +297,15 @@ CASES = [
         r"^Value error, LoRA is not supported by vllm-npu-graph yet; drop --enable-lora\.$",
     ),
     Case(
-        "speculative-ngram",
-        dict(
-            speculative_config={
-                "method": "ngram",
-                "num_speculative_tokens": 3,
-                "prompt_lookup_max": 3,
-                "prompt_lookup_min": 1,
-            }
-        ),
-        r"^Value error, speculative decoding is not supported by vllm-npu-graph yet; drop --speculative-config\.$",
-        note="before: the engine core died at start-up (torch.cuda.Stream requires CUDA support)",
+        "speculative-eagle",
+        dict(speculative_config={"method": "eagle", "model": "{llama}", "num_speculative_tokens": 2}),
+        r"^Value error, speculative decoding method 'eagle' is not supported by vllm-npu-graph; supported: ngram, "
+        r"draft_model \(--speculative-config .*\)\.$",
+    ),
+    Case(
+        "speculative-ngram-gpu",
+        dict(speculative_config={"method": "ngram_gpu", "num_speculative_tokens": 3, "prompt_lookup_max": 3}),
+        r"^Value error, speculative decoding method 'ngram_gpu' is not supported by vllm-npu-graph; supported: ngram,",
     ),
     Case(
         "pooling-embed",
@@ -405,6 +403,13 @@ CASES = [
         dict(enforce_eager=True, **cc(cudagraph_capture_sizes=[0])),
         r"^accepted: cudagraph_mode NONE; capture sizes \[\]$",
         note="no graphs: vLLM ignores and clears the sizes",
+    ),
+    Case(
+        "ok-speculative-ngram",
+        dict(speculative_config={"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}),
+        r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes \[4, 8, 12, 20, .*, 512\]$",
+        note="before: the engine core died at start-up (torch.cuda.Stream requires CUDA support); "
+        "sizes are whole requests of 1 + 3 tokens",
     ),
     Case("ok-max-graph-sizes-1", npu_graph(max_graph_sizes=1), r"^accepted: .*; capture sizes \[128\]$"),
     Case("ok-max-graph-sizes-2", npu_graph(max_graph_sizes=2), r"^accepted: .*; capture sizes \[1, 128\]$"),
@@ -534,7 +539,8 @@ print("ACCEPTED", json.dumps([config.compilation_config.cudagraph_mode.name, con
 def outcome(case_id: str) -> tuple[str, str]:
     """(exception raised, or "" when accepted; the message or the accepted summary)."""
     case = BY_ID[case_id]
-    kwargs = {"model": str(model_path(case.model)), **BASE, **case.kwargs}
+    overrides = json.loads(json.dumps(case.kwargs).replace('"{llama}"', json.dumps(str(model_path("llama")))))
+    kwargs = {"model": str(model_path(case.model)), **BASE, **overrides}
     if case.fresh_process:
         return fresh_process_outcome(kwargs, case.env)
     from vllm.engine.arg_utils import EngineArgs
