@@ -241,11 +241,6 @@ def check_features(vllm_config) -> None:
             f"supported: {', '.join(SPECULATIVE_METHODS)} (--speculative-config '{{\"method\": \"ngram\", ...}}')."
         )
     model = vllm_config.model_config
-    if model is not None and model.runner_type == "pooling":
-        raise PluginConfigError(
-            "pooling models (--runner pooling, --convert embed/classify) are not supported by vllm-npu-graph yet; "
-            "serve a generative model."
-        )
     from vllm_npu_graph.w8a8 import check_model
 
     refusal = check_model(model)
@@ -306,6 +301,12 @@ def configure_graph_mode(vllm_config, options) -> None:
     os.environ["VLLM_USE_MEGA_AOT_ARTIFACT"] = "0"
     mode = compilation.cudagraph_mode
     if model is not None and model.enforce_eager:
+        mode = CUDAGraphMode.NONE
+    elif model is not None and model.runner_type == "pooling" and mode != CUDAGraphMode.NONE:
+        logger.info(
+            "vllm-npu-graph: a pooling model runs one prefill per request and never decodes: the compiled "
+            "decoder serves it, without decode graphs."
+        )
         mode = CUDAGraphMode.NONE
     elif mode != CUDAGraphMode.NONE and mode != CUDAGraphMode.FULL_DECODE_ONLY:
         # vLLM's default mode (a mode the user set explicitly was refused in

@@ -137,7 +137,8 @@ class NPUGraphWorker(Worker):
 
     def compile_or_warm_up_model(self) -> CompilationTimes:
         """Compile on a warm-up forward that is never captured, then capture the graphs
-        (KV cache exists now), then warm the sampler at the largest batch. vLLM's GPU
+        (KV cache exists now), then warm the sampler (or a pooling model's pooler) at
+        the largest batch. vLLM's GPU
         version also runs CUDA-only kernel warm-ups."""
         runner = self.model_runner
         max_reqs = min(self.scheduler_config.max_num_seqs, self.scheduler_config.max_num_batched_tokens)
@@ -146,10 +147,14 @@ class NPUGraphWorker(Worker):
             # larger batch fails), so compile on two or more.
             runner._dummy_run(num_tokens=max(2, max_reqs), cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True)
             runner.capture_model()
-        _, last_hidden = runner._dummy_run(
+        hidden, last_hidden = runner._dummy_run(
             num_tokens=max_reqs, cudagraph_runtime_mode=CUDAGraphMode.NONE, skip_eplb=True
         )
-        if get_pp_group().is_last_rank:  # earlier pipeline stages output IntermediateTensors
+        if not get_pp_group().is_last_rank:  # earlier pipeline stages output IntermediateTensors
+            pass
+        elif runner.is_pooling_model:  # --runner pooling: no LM head, a pooler instead
+            runner._dummy_pooler_run(hidden)
+        else:
             runner._dummy_sampler_run(hidden_states=last_hidden)
         set_random_seed(self.model_config.seed)
         return CompilationTimes(

@@ -1,0 +1,176 @@
+"""The OpenAI API as users drive it, ours (graph mode, host target) next to vLLM's own
+CPU platform serving the same folder: each feature's greedy output equal, logprobs
+within 0.05, embeddings (--runner pooling) within fp32 tolerance; seeded sampling
+reproducible run to run (the peer's CPU sampler draws differently, so not compared)."""
+
+import contextlib
+
+import openai
+import pytest
+import requests
+from helpers.servers import serve
+
+pytestmark = pytest.mark.engine
+# The same serve options as test_server.py: the compiled decoder's cache entry is shared.
+ARGS = ("--max-model-len", "512", "--served-model-name", "smollm2")
+OURS_ONLY = ("--additional-config", '{"npu_graph": {"host_kv_cache_gib": 0.25}}')
+PEER_ONLY = ("--kv-cache-memory-bytes", str(256 << 20))
+PROMPT = "List three facts about the Moon:\n1."
+LOGPROB_TOL = 0.05
+
+
+@pytest.fixture(scope="module")
+def servers(default_model):
+    with contextlib.ExitStack() as stack:
+        peer = stack.enter_context(serve(default_model, 8793, "auto", *ARGS, *PEER_ONLY, name="features"))
+        ours = stack.enter_context(serve(default_model, 8792, "host", *ARGS, *OURS_ONLY, name="features"))
+        yield {
+            name: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for name, base in (("ours", ours), ("peer", peer))
+        }
+
+
+def both(servers, kind: str, **kwargs):
+    """The same request to each server: (ours, peer) responses."""
+    kwargs.setdefault("model", "smollm2")
+    call = (
+        (lambda c: c.completions.create(**kwargs))
+        if kind == "completion"
+        else (lambda c: c.chat.completions.create(**kwargs))
+    )
+    return call(servers["ours"]), call(servers["peer"])
+
+
+def texts(pair) -> tuple[list[str], list[str]]:
+    def of(response):
+        return [c.text if hasattr(c, "text") else c.message.content for c in response.choices]
+
+    return of(pair[0]), of(pair[1])
+
+
+def test_logprobs_echo_and_prompt_logprobs(servers):
+    ours, peer = both(
+        servers,
+        "completion",
+        prompt=PROMPT,
+        max_tokens=16,
+        temperature=0,
+        logprobs=3,
+        echo=True,
+        extra_body={"prompt_logprobs": 1},
+    )
+    assert ours.choices[0].text == peer.choices[0].text
+    a, b = ours.choices[0].logprobs, peer.choices[0].logprobs
+    assert a.tokens == b.tokens
+    pairs = [(x, y) for x, y in zip(a.token_logprobs, b.token_logprobs) if x is not None]
+    assert len(pairs) > 16 and max(abs(x - y) for x, y in pairs) < LOGPROB_TOL
+    for top_a, top_b in zip(a.top_logprobs[1:], b.top_logprobs[1:]):
+        assert set(top_a) == set(top_b) or max(abs(top_a[t] - top_b[t]) for t in set(top_a) & set(top_b)) < LOGPROB_TOL
+    prompt_a, prompt_b = (r.choices[0].model_extra["prompt_logprobs"] for r in (ours, peer))
+    assert len(prompt_a) == len(prompt_b) > 5 and prompt_a[0] is None
+    for at_a, at_b in zip(prompt_a[1:], prompt_b[1:]):
+        common = set(at_a) & set(at_b)  # the prompt token at least
+        assert common and max(abs(at_a[t]["logprob"] - at_b[t]["logprob"]) for t in common) < LOGPROB_TOL
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"stop": [".", "\n2"]},
+        {"extra_body": {"min_tokens": 20, "ignore_eos": True}, "max_tokens": 24},
+        {"presence_penalty": 1.5, "frequency_penalty": 0.8},
+        {"extra_body": {"repetition_penalty": 1.3}},
+        {"logit_bias": {"30": 20}},
+        {"extra_body": {"bad_words": [" Moon", " the"]}},
+        {"extra_body": {"allowed_token_ids": list(range(200, 900))}},
+        {"extra_body": {"structured_outputs": {"choice": ["round", "flat", "hollow"]}}},
+        {"extra_body": {"structured_outputs": {"regex": r"[0-9]{3}-[a-z]{4}"}}},
+    ],
+    ids=["stop", "min-tokens", "penalties", "repetition", "logit-bias", "bad-words", "allowed-ids", "choice", "regex"],
+)
+def test_sampling_features_give_the_peers_greedy_text(servers, options):
+    options = {"max_tokens": 32, **options}
+    ours, peer = texts(both(servers, "completion", prompt=PROMPT, temperature=0, **options))
+    assert ours == peer
+    if "bad_words" in str(options):
+        assert " Moon" not in ours[0]
+
+
+def test_json_schema_chat_and_beam_search(servers):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    ours, peer = texts(
+        both(
+            servers,
+            "chat",
+            messages=[{"role": "user", "content": "Invent a person."}],
+            max_tokens=48,
+            temperature=0,
+            response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+        )
+    )
+    assert ours == peer and '"age"' in ours[0]
+    ours, peer = texts(
+        both(servers, "completion", prompt=PROMPT, max_tokens=12, n=2, extra_body={"use_beam_search": True})
+    )
+    assert ours == peer and len(ours) == 2
+
+
+def test_streaming_with_usage_equals_the_whole_answer(servers):
+    client = servers["ours"]
+    whole = client.completions.create(model="smollm2", prompt=PROMPT, max_tokens=20, temperature=0)
+    chunks = list(
+        client.completions.create(
+            model="smollm2",
+            prompt=PROMPT,
+            max_tokens=20,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
+    assert chunks[-1].usage.completion_tokens == 20 == whole.usage.completion_tokens
+
+
+def test_tokenize_and_seeded_sampling(servers):
+    base = {name: str(client.base_url).removesuffix("/v1/") for name, client in servers.items()}
+    tokens = [
+        requests.post(f"{b}/tokenize", json={"model": "smollm2", "prompt": PROMPT}).json()["tokens"]
+        for b in base.values()
+    ]
+    assert tokens[0] == tokens[1]
+    seeded = [
+        servers["ours"]
+        .completions.create(model="smollm2", prompt=PROMPT, max_tokens=24, temperature=1.0, seed=7)
+        .choices[0]
+        .text
+        for _ in range(2)
+    ]
+    assert seeded[0] == seeded[1]
+
+
+@pytest.fixture(scope="module")
+def embedders(default_model):
+    args = ("--max-model-len", "512", "--runner", "pooling", "--convert", "embed", "--served-model-name", "smollm2")
+    with contextlib.ExitStack() as stack:
+        peer = stack.enter_context(serve(default_model, 8795, "auto", *args, *PEER_ONLY, name="embed"))
+        ours = stack.enter_context(serve(default_model, 8794, "host", *args, name="embed"))
+        yield {
+            name: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for name, base in (("ours", ours), ("peer", peer))
+        }
+
+
+def test_embeddings_equal_the_peers(embedders):
+    import torch
+
+    inputs = ["The capital of France is Paris.", "def f(x):\n    return x * 2", "hello " * 50]
+    got = {
+        name: torch.tensor([d.embedding for d in client.embeddings.create(model="smollm2", input=inputs).data])
+        for name, client in embedders.items()
+    }
+    assert got["ours"].shape == (3, 576)
+    torch.testing.assert_close(got["ours"], got["peer"], atol=1e-4, rtol=1e-4)
+    assert (got["ours"][0] - got["ours"][1]).abs().max() > 1e-2  # distinct inputs, distinct embeddings
