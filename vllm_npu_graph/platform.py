@@ -238,7 +238,7 @@ def check_features(vllm_config) -> None:
     if spec is not None and spec.method not in SPECULATIVE_METHODS:
         raise PluginConfigError(
             f"speculative decoding method {spec.method!r} is not supported by vllm-npu-graph; "
-            f"supported: {', '.join(SPECULATIVE_METHODS)} (--speculative-config '{{\"method\": \"ngram\", ...}}')."
+            f'supported: {", ".join(SPECULATIVE_METHODS)} (--speculative-config \'{{"method": "ngram", ...}}\').'
         )
     model = vllm_config.model_config
     from vllm_npu_graph.w8a8 import check_model

@@ -187,20 +187,25 @@ class HostTarget(Target):
         from vllm_npu_graph.kernels.runner_reference import HOST_KERNEL_OVERRIDES
 
         spec_decode = {
-            "vllm.v1.sample.rejection_sampler.rejection_greedy_sample_kernel": "_rejection_greedy_sample_kernel_impl",
-            "vllm.v1.sample.rejection_sampler.rejection_random_sample_kernel": "_rejection_random_sample_kernel_impl",
-            "vllm.v1.sample.rejection_sampler.expand_kernel": "_expand_kernel_impl",
-            "vllm.v1.sample.rejection_sampler.sample_recovered_tokens_kernel": "_sample_recovered_tokens_kernel_impl",
-            "vllm.v1.spec_decode.utils.eagle_step_slot_mapping_metadata_kernel": (
-                "_eagle_step_slot_mapping_metadata_kernel_impl"
+            "vllm.v1.sample.rejection_sampler": (
+                "rejection_greedy_sample_kernel",
+                "rejection_random_sample_kernel",
+                "expand_kernel",
+                "sample_recovered_tokens_kernel",
             ),
-            "vllm.v1.spec_decode.utils.eagle_prepare_inputs_padded_kernel": "_eagle_prepare_inputs_padded_kernel_impl",
-            "vllm.v1.spec_decode.utils.eagle_prepare_next_token_padded_kernel": (
-                "_eagle_prepare_next_token_padded_kernel_impl"
+            "vllm.v1.spec_decode.utils": (
+                "eagle_step_slot_mapping_metadata_kernel",
+                "eagle_prepare_inputs_padded_kernel",
+                "eagle_prepare_next_token_padded_kernel",
+                "copy_and_expand_eagle_inputs_kernel",
             ),
-            "vllm.v1.spec_decode.utils.copy_and_expand_eagle_inputs_kernel": "_copy_and_expand_eagle_inputs_kernel_impl",
         }
-        register_kernels(HOST_KERNEL_OVERRIDES | {k: getattr(vllm_cpu, v) for k, v in spec_decode.items()})
+        cpu_twins = {
+            f"{module}.{kernel}": getattr(vllm_cpu, f"_{kernel}_impl")
+            for module, kernels in spec_decode.items()
+            for kernel in kernels
+        }
+        register_kernels(HOST_KERNEL_OVERRIDES | cpu_twins)
 
     def graph_pool(self):
         return "host-graph-pool"  # emulated graphs hold no device memory pool
