@@ -22,8 +22,8 @@ LOGPROB_TOL = 0.05
 @pytest.fixture(scope="module")
 def servers(default_model):
     with contextlib.ExitStack() as stack:
-        peer = stack.enter_context(serve(default_model, 8793, "auto", *ARGS, *PEER_ONLY, name="features"))
-        ours = stack.enter_context(serve(default_model, 8792, "host", *ARGS, *OURS_ONLY, name="features"))
+        peer = stack.enter_context(serve(default_model, "auto", *ARGS, *PEER_ONLY, name="features"))
+        ours = stack.enter_context(serve(default_model, "host", *ARGS, *OURS_ONLY, name="features"))
         yield {
             name: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for name, base in (("ours", ours), ("peer", peer))
         }
@@ -156,8 +156,8 @@ def test_tokenize_and_seeded_sampling(servers):
 def embedders(default_model):
     args = ("--max-model-len", "512", "--runner", "pooling", "--convert", "embed", "--served-model-name", "smollm2")
     with contextlib.ExitStack() as stack:
-        peer = stack.enter_context(serve(default_model, 8795, "auto", *args, *PEER_ONLY, name="embed"))
-        ours = stack.enter_context(serve(default_model, 8794, "host", *args, name="embed"))
+        peer = stack.enter_context(serve(default_model, "auto", *args, *PEER_ONLY, name="embed"))
+        ours = stack.enter_context(serve(default_model, "host", *args, name="embed"))
         yield {
             name: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for name, base in (("ours", ours), ("peer", peer))
         }

@@ -308,6 +308,7 @@ def configure_graph_mode(vllm_config, options) -> None:
             "decoder serves it, without decode graphs."
         )
         mode = CUDAGraphMode.NONE
+        compilation.cudagraph_capture_sizes, compilation.max_cudagraph_capture_size = [], 0
     elif mode != CUDAGraphMode.NONE and mode != CUDAGraphMode.FULL_DECODE_ONLY:
         # vLLM's default mode (a mode the user set explicitly was refused in
         # apply_config_platform_defaults). Our attention reads every length from device

@@ -2,6 +2,7 @@
 own CPU platform, the plugin inactive) on the same model, each logging to a file."""
 
 import os
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -12,9 +13,17 @@ from vllm_npu_graph.processes import stop_process, wait_until_healthy
 LOG_DIR = Path(os.environ.get("TMPDIR", "/tmp"))
 
 
+def free_port() -> int:
+    """A port no other server holds now: a fixed one can answer for another test's server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
-def serve(model, port: int, target: str, *args: str, name: str = "server"):
+def serve(model, target: str, *args: str, name: str = "server"):
     """Yields the base URL once healthy; target "host" (ours) or "auto" (the peer)."""
+    port = free_port()
     env = dict(os.environ, VLLM_NPU_GRAPH_TARGET=target)
     vllm = Path(sys.executable).parent / "vllm"
     cmd = [str(vllm), "serve", str(model), "--port", str(port), "--dtype", "float32", "--seed", "0", *args]
