@@ -11,14 +11,9 @@ CONFIG_KEY = "npu_graph"
 
 # Decoder-only architectures whose layers our attention backend, fusion passes and MoE
 # ops (moe.py) are written and tested for.
-SUPPORTED_ARCHITECTURES = (
-    "LlamaForCausalLM",
-    "MistralForCausalLM",
-    "Qwen2ForCausalLM",
-    "Qwen3ForCausalLM",
-    "Qwen3MoeForCausalLM",
-    "MixtralForCausalLM",
-    "Qwen2MoeForCausalLM",
+MOE_ARCHITECTURES = ("Qwen3MoeForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM")
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM") + (
+    MOE_ARCHITECTURES
 )
 
 

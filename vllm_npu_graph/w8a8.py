@@ -21,13 +21,13 @@ from vllm.model_executor.layers.quantization.utils.w8a8_utils import convert_to_
 from vllm.model_executor.utils import replace_parameter
 from vllm.platforms import PlatformEnum, current_platform
 
+from vllm_npu_graph.config import MOE_ARCHITECTURES
 from vllm_npu_graph.ops import quant as quant_ops
 
 SUPPORTED = (
     "compressed-tensors W8A8 int8 (symmetric int8 weights per channel or per tensor, "
     "int8 activations quantized per token on the fly)"
 )
-MOE_ARCHITECTURES = ("Qwen3MoeForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM")
 
 
 def _int8_problem(args: dict, what: str) -> str | None:

@@ -30,7 +30,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)  # EngineArgs overrides
     expect: str = ""  # regex searched in the outcome: the error message, or "accepted: ..."
     env: dict = field(default_factory=dict)
-    model: str = "llama"  # "llama" (supported), "gpt2" (not), or a QUANT_VARIANTS name
+    model: str = "llama"  # "llama" (supported), "qwen3_moe", "gpt2" (not), or a QUANT_VARIANTS name
     fresh_process: bool = False  # the environment matters at plugin registration
     by_vllm: bool = False  # refused by vLLM's own check, before our platform sees it
     note: str = ""
@@ -292,9 +292,29 @@ CASES = [
         r"^Value error, kv_cache_dtype must be auto \(the model's dtype\) on vllm-npu-graph, got 'fp8'; drop --kv-cache-dtype\.$",
     ),
     Case(
-        "lora",
+        "lora-moe",
         dict(enable_lora=True),
-        r"^Value error, LoRA is not supported by vllm-npu-graph yet; drop --enable-lora\.$",
+        r"^Value error, vllm-npu-graph serves LoRA adapters on float dense generative models on one worker; not on a mixture-of-experts model \(drop --enable-lora or that option\)\.$",
+        model="qwen3_moe",
+    ),
+    Case(
+        "lora-quantized",
+        dict(enable_lora=True),
+        r"^Value error, vllm-npu-graph serves LoRA adapters on float dense generative models on one worker; not on a quantized \(compressed-tensors\) checkpoint",
+        model="w8a8",
+    ),
+    Case(
+        "lora-speculative",
+        dict(
+            enable_lora=True,
+            speculative_config={"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_max": 2},
+        ),
+        r"^Value error, vllm-npu-graph serves LoRA adapters on float dense generative models on one worker; not with speculative decoding",
+    ),
+    Case(
+        "lora-fully-sharded",
+        dict(enable_lora=True, fully_sharded_loras=True),
+        r"^Value error, vllm-npu-graph serves LoRA adapters on float dense generative models on one worker; not with --fully-sharded-loras",
     ),
     Case(
         "speculative-eagle",
@@ -406,6 +426,12 @@ CASES = [
         "sizes are whole requests of 1 + 3 tokens",
     ),
     Case(
+        "ok-lora",
+        dict(enable_lora=True, max_loras=2),
+        r"^accepted: cudagraph_mode FULL_DECODE_ONLY; capture sizes \[1, 2, 3, 5, .*, 128\]$",
+        note="before: refused (not built); graphs captured with and without active adapters",
+    ),
+    Case(
         "ok-pooling-embed",
         dict(runner="pooling", convert="embed"),
         r"^accepted: cudagraph_mode NONE; capture sizes \[\]$",
@@ -482,6 +508,8 @@ def model_path(name: str) -> Path:
         return llama
     if name in QUANT_VARIANTS:
         return quantized_variant(llama, name)
+    if name == "qwen3_moe":
+        return build_tiny_model(name, cache_dir() / "models" / "tiny-qwen3_moe-seed0", seed=0, tokenizer_from=tokenizer)
     out = cache_dir() / "models" / "tiny-gpt2-unsupported"
     if not (out / "config.json").exists():
         from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel

@@ -2,6 +2,7 @@
 greedy tokens from it and from Hugging Face transformers, and the prompts."""
 
 import gc
+import os
 
 
 def make_llm(model, **overrides):
@@ -34,12 +35,14 @@ def greedy_ids(llm, prompts_token_ids, max_tokens=32):
     return [list(o.outputs[0].token_ids) for o in outs]
 
 
-def hf_greedy_ids(model_dir, prompts_token_ids, max_tokens=32):
-    """Hugging Face transformers' greedy continuation of each prompt (float32)."""
+def hf_greedy_ids(model, prompts_token_ids, max_tokens=32):
+    """Hugging Face transformers' greedy continuation of each prompt (float32); model: a
+    folder or a loaded model."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    if isinstance(model, (str, os.PathLike)):
+        model = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
     model.eval()
     results = []
     with torch.no_grad():

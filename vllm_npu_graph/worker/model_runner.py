@@ -24,7 +24,8 @@ logger = get_logger(__name__)
 
 def _describe(desc) -> str:
     kind = "decode" if desc.uniform else "mixed"
-    return f"size {desc.num_tokens} ({kind}, {desc.num_reqs} requests)"
+    loras = f", LoRA slots {desc.num_active_loras}" if desc.num_active_loras else ""
+    return f"size {desc.num_tokens} ({kind}, {desc.num_reqs} requests{loras})"
 
 
 def last_run_report_path():
@@ -98,6 +99,7 @@ class NPUGraphModelRunner(GPUModelRunner):
                 )
                 if desc in wrapper.graphs:
                     logger.info("npu_graph: captured %s in %.2f s", _describe(desc), total)
+        self.maybe_remove_all_loras(self.lora_config)  # the dummy adapters the captures ran with
         lock_workspace()
         self.capture_phase_s = time.perf_counter() - start
         wrapper.serving = True
