@@ -1,6 +1,7 @@
 """The OpenAI API as users drive it, ours (graph mode, host target) next to vLLM's own
 CPU platform serving the same folder: each feature's greedy output equal, logprobs
-within 0.05, embeddings (--runner pooling) within fp32 tolerance; seeded sampling
+within 0.05, embeddings (--runner pooling) within fp32 tolerance, LoRA adapters
+(--enable-lora --lora-modules) as the base model's features are; seeded sampling
 reproducible run to run (the peer's CPU sampler draws differently, so not compared)."""
 
 import contextlib
@@ -9,6 +10,8 @@ import openai
 import pytest
 import requests
 from helpers.servers import serve
+
+from vllm_npu_graph.models import build_lora_adapter, cache_dir
 
 pytestmark = pytest.mark.engine
 # The same serve options as test_server.py: the compiled decoder's cache entry is shared.
@@ -19,14 +22,19 @@ PROMPT = "List three facts about the Moon:\n1."
 LOGPROB_TOL = 0.05
 
 
+@contextlib.contextmanager
+def peer_and_ours(model, name: str, *args: str, ours_only=()):
+    """vLLM's CPU platform and ours serving `model` with the same options: their clients."""
+    with contextlib.ExitStack() as stack:
+        peer = stack.enter_context(serve(model, "auto", *args, *PEER_ONLY, name=name))
+        ours = stack.enter_context(serve(model, "host", *args, *ours_only, name=name))
+        yield {who: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for who, base in (("ours", ours), ("peer", peer))}
+
+
 @pytest.fixture(scope="module")
 def servers(default_model):
-    with contextlib.ExitStack() as stack:
-        peer = stack.enter_context(serve(default_model, "auto", *ARGS, *PEER_ONLY, name="features"))
-        ours = stack.enter_context(serve(default_model, "host", *ARGS, *OURS_ONLY, name="features"))
-        yield {
-            name: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for name, base in (("ours", ours), ("peer", peer))
-        }
+    with peer_and_ours(default_model, "features", *ARGS, ours_only=OURS_ONLY) as clients:
+        yield clients
 
 
 def both(servers, kind: str, **kwargs):
@@ -155,12 +163,8 @@ def test_tokenize_and_seeded_sampling(servers):
 @pytest.fixture(scope="module")
 def embedders(default_model):
     args = ("--max-model-len", "512", "--runner", "pooling", "--convert", "embed", "--served-model-name", "smollm2")
-    with contextlib.ExitStack() as stack:
-        peer = stack.enter_context(serve(default_model, "auto", *args, *PEER_ONLY, name="embed"))
-        ours = stack.enter_context(serve(default_model, "host", *args, name="embed"))
-        yield {
-            name: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for name, base in (("ours", ours), ("peer", peer))
-        }
+    with peer_and_ours(default_model, "embed", *args) as clients:
+        yield clients
 
 
 def test_embeddings_equal_the_peers(embedders):
@@ -174,3 +178,29 @@ def test_embeddings_equal_the_peers(embedders):
     assert got["ours"].shape == (3, 576)
     torch.testing.assert_close(got["ours"], got["peer"], atol=1e-4, rtol=1e-4)
     assert (got["ours"][0] - got["ours"][1]).abs().max() > 1e-2  # distinct inputs, distinct embeddings
+
+
+@pytest.fixture(scope="module")
+def lora_servers(default_model):
+    adapters = [
+        f"adapter{seed}={build_lora_adapter(default_model, cache_dir() / 'models' / f'lora-smollm2-seed{seed}', seed)}"
+        for seed in (1, 2)
+    ]
+    args = ("--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "smollm2", "--enable-lora")
+    lora = ("--max-loras", "2", "--max-lora-rank", "8", "--lora-modules", *adapters)
+    with peer_and_ours(default_model, "lora", *args, *lora) as clients:
+        yield clients
+
+
+def test_lora_adapters_give_the_peers_greedy_text_and_logprobs(lora_servers):
+    assert {"smollm2", "adapter1", "adapter2"} <= {m.id for m in lora_servers["ours"].models.list().data}
+    answers = {}
+    for model in ("adapter1", "smollm2", "adapter2", "adapter1"):
+        ours, peer = both(
+            lora_servers, "completion", model=model, prompt=PROMPT, max_tokens=16, temperature=0, logprobs=1
+        )
+        assert ours.choices[0].text == peer.choices[0].text, model
+        pairs = zip(ours.choices[0].logprobs.token_logprobs, peer.choices[0].logprobs.token_logprobs)
+        assert max(abs(x - y) for x, y in pairs) < LOGPROB_TOL, model
+        answers[model] = ours.choices[0].text
+    assert answers["adapter1"] != answers["smollm2"] or answers["adapter2"] != answers["smollm2"]
