@@ -235,3 +235,13 @@ def test_stream_exhaustion_is_explained(fake_npu):
     message = target.explain_capture_error(RuntimeError("ACL error 207008: stream resources exhausted"))
     assert "max_graph_sizes" in message and "207008" in message
     assert target.explain_capture_error(RuntimeError("something else")) is None
+
+
+def test_the_runners_copy_streams_are_npu_streams_while_it_is_built(fake_npu):
+    """vLLM's runner constructor makes `torch.cuda.Stream()`s (speculative decoding's
+    draft-token copies): NPU streams while ours is built, torch.cuda untouched after."""
+    _, target = fake_npu
+    cuda_stream = torch.cuda.Stream
+    with target.runner_construction():
+        assert isinstance(torch.cuda.Stream(), torch.npu.Stream)
+    assert torch.cuda.Stream is cuda_stream
