@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from host_speed import _reply as reply  # bench/ is the script's folder: an engine process's next JSON line
+
 # Paragraphs of CPython's LICENSE.txt (ships with every Python), each to be quoted back.
 PROMPT = "{text}\n\nCopy the paragraph above exactly, word for word:\n\n"
 
@@ -64,13 +66,6 @@ def serve(k: int) -> None:
         elapsed, after = time.perf_counter() - t, counters(llm)
         delta = {name: after[name] - before.get(name, 0) for name in after}
         print(json.dumps({"s": elapsed, "tokens": list(out.outputs[0].token_ids), "counters": delta}), flush=True)
-
-
-def reply(proc) -> dict:
-    for line in proc.stdout:
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"engine process exited with {proc.wait()}")
 
 
 def main() -> None:
