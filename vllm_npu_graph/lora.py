@@ -17,9 +17,6 @@ from vllm_npu_graph.ops import lora as lora_ops
 
 
 class NPUGraphPunicaWrapper(PunicaWrapperBase):
-    def __init__(self, max_num_batched_tokens: int, max_batches: int, device, **kwargs):
-        super().__init__(max_num_batched_tokens, max_batches, device)
-
     def update_metadata(self, mapping, lora_index_to_id, max_loras, vocab_size, **kwargs):
         # Only the per-token indices: the base class's prefill metadata (segments of
         # equal adapters) costs host syncs our ops don't need.
@@ -45,10 +42,7 @@ class NPUGraphPunicaWrapper(PunicaWrapperBase):
         x = x.view(-1, x.shape[-1])
         flat = y.view(-1, y.shape[-1])
         delta = lora_ops.lora_linear(x, self._tokens(x), list(lora_a_stacked), list(lora_b_stacked), scale)
-        if delta.shape[1] == flat.shape[1]:
-            flat += delta
-        else:
-            flat[:, : delta.shape[1]] += delta
+        flat[:, : delta.shape[1]] += delta
 
     def add_lora_logits(self, y, x, lora_a_stacked, lora_b_stacked, scale, *, buffer=None, **kwargs):
         x = x.view(-1, x.shape[-1])
