@@ -10,6 +10,7 @@ after a warm one only from its second step on.
 
     VLLM_NPU_GRAPH_TARGET=host .venv/bin/python bench/decode_profile.py [--batch 1] [--eager]
     VLLM_NPU_GRAPH_TARGET=auto ...      # the peer: vLLM's own CPU platform
+    ... bench/decode_profile.py --model ~/.cache/vllm-npu-graph/models/SmolLM2-135M-Instruct-W8A8
 """
 
 import argparse
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--eager", action="store_true")
+    parser.add_argument("--model", help="model folder (default: the embedded SmolLM2)")
     parser.add_argument("--ours-config", default="{}", help="our options, e.g. '{\"host_threads\": 1}'")
     args = parser.parse_args()
 
@@ -74,7 +76,7 @@ def main() -> None:
     from vllm_npu_graph.models import build_default_model
 
     llm = LLM(
-        model=str(build_default_model()),
+        model=args.model or str(build_default_model()),
         dtype="float32",
         max_model_len=1024,
         max_num_seqs=max(16, args.batch),

@@ -20,6 +20,7 @@ FAIL_CAPTURE_SIZES = "VLLM_NPU_GRAPH_FAIL_CAPTURE_SIZES"
 FAIL_COMPILE = "VLLM_NPU_GRAPH_FAIL_COMPILE"
 FAIL_STEP = "VLLM_NPU_GRAPH_FAIL_STEP"
 HOST_VISIBLE_DEVICES = "VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES"
+HOST_THREADS = "VLLM_NPU_GRAPH_HOST_THREADS"
 CACHE = "VLLM_NPU_GRAPH_CACHE"
 COMPILE_CACHE_DIR = "VLLM_NPU_GRAPH_COMPILE_CACHE_DIR"
 DEMO_PORT = "VLLM_NPU_GRAPH_DEMO_PORT"
@@ -131,6 +132,13 @@ VARIABLES = {
             "fault injection: the model runner's N-th model step raises, a fatal engine-core error (0: never)",
         ),
         EnvVar(HOST_VISIBLE_DEVICES, str, "", "the host target's device-control variable (vLLM sets it per worker)"),
+        EnvVar(
+            HOST_THREADS,
+            count,
+            "0",
+            "compute threads per rank on the host target when the `host_threads` option is unset "
+            "(0: every usable CPU, shared among the ranks); e.g. 1 when several engines share a machine",
+        ),
         EnvVar(
             CACHE,
             str,

@@ -24,6 +24,7 @@ logger = get_logger(__name__)
 _target = get_target()
 
 WORKER_QUALNAME = "vllm_npu_graph.worker.worker.NPUGraphWorker"
+SOURCES_KEY = "npu_graph_sources"  # additional_config entry: our sources' digest (mark_sources)
 COMPILER_QUALNAME = "vllm_npu_graph.compilation.backend.NPUGraphCompiler"
 ATTENTION_QUALNAME = "vllm_npu_graph.attention.backend.NPUGraphAttentionBackend"
 
@@ -188,6 +189,7 @@ class NPUGraphPlatform(Platform):
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 
         configure_graph_mode(vllm_config, options)
+        mark_sources(vllm_config)
 
     @classmethod
     def validate_environ(cls, hard_fail: bool) -> None:
@@ -272,6 +274,20 @@ def check_kernels_and_passes(options) -> None:
             'does not read: switch it off ("passes": {"rope_kv_write": false}) '
             'or use "kernels": "reference" or "triton".'
         )
+
+
+def mark_sources(vllm_config) -> None:
+    """vLLM's AOT-compile cache (torch_compile_cache/torch_aot_compile) is keyed on the
+    configuration, not on our code, yet the graph it holds depends on what our code set
+    at load (an int8 weight as loaded or a packed handle): our sources' digest joins the
+    configuration through additional_config, which vLLM hashes into that key."""
+    import hashlib
+
+    from vllm_npu_graph.compilation.cache_key import source_hashes
+
+    extra = vllm_config.additional_config
+    if isinstance(extra, dict):
+        extra[SOURCES_KEY] = hashlib.sha256(repr(sorted(source_hashes().items())).encode()).hexdigest()[:16]
 
 
 def configure_graph_mode(vllm_config, options) -> None:

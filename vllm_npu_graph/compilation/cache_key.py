@@ -28,7 +28,17 @@ SOURCE_GROUPS = {
     "passes": ("passes",),
     "ops": ("ops",),
     "kernels": ("kernels",),
-    "lowering": ("compilation", "targets", "attention", "platform.py", "config.py", "frozen_values.py"),
+    "lowering": (
+        "compilation",
+        "targets",
+        "attention",
+        "platform.py",
+        "config.py",
+        "frozen_values.py",
+        "w8a8.py",  # these three set the layouts of the weights the graph reads
+        "moe.py",
+        "lora.py",
+    ),
 }
 # The warm-up command and the cache bookkeeping change no artifact (the store has a format number).
 NOT_LOWERING = {"compilation/warmup.py", "compilation/cache_store.py", "compilation/cache_key.py"}

@@ -142,11 +142,13 @@ class HostTarget(Target):
         torch.accelerator.empty_host_cache = empty_host_cache
 
     def set_compute_threads(self, requested: int, ranks: int) -> None:
-        """`host_threads` per rank, or by default every CPU this process may run on,
-        shared among the ranks. vLLM serves with one thread (and sets OMP_NUM_THREADS=1
-        for its workers) to keep a core for its front end; here the decoder's GEMMs
+        """`host_threads` (else VLLM_NPU_GRAPH_HOST_THREADS) per rank, or by default
+        every CPU this process may run on, shared among the ranks. vLLM serves with one
+        thread (and sets OMP_NUM_THREADS=1 for its workers) to keep a core for its front
+        end; here the decoder's GEMMs
         scale with cores (SmolLM2 fp32, 2 cores: batch-16 step 38 -> 27 ms) and the
         front end gets a core whenever the OpenMP threads idle."""
+        requested = requested or envs.VLLM_NPU_GRAPH_HOST_THREADS
         usable = max(1, len(os.sched_getaffinity(0)) // max(1, ranks))
         threads = min(requested, usable) if requested else usable
         logger.info(

@@ -7,9 +7,11 @@ are the NPU's. Our custom ops dispatch here when the host's kernels choice is `n
   GEMM at decode sizes here. F.linear if the op could not be built.
 - RMSNorm, add+RMSNorm, SwiGLU (the fusion passes' ops): vLLM's C++ kernels.
 - Mixture-of-experts: vLLM's CPU fused-MoE kernel on weights prepacked at load.
-- W8A8 linears: vLLM CPU's dynamic per-token int8 quantization, and its oneDNN int8
-  GEMM on a weight packed once at load (the pack's handle, an int64 scalar tensor, is
-  what the layer holds as its weight; the scales are folded into the pack).
+- W8A8 linears: vLLM CPU's dynamic per-token int8 quantization; the GEMM is our C++
+  op on the int8 weight as loaded (one row: our int8 matrix-vector kernel; more rows:
+  vLLM's oneDNN int8 GEMM on a pack made on first use). Without the C++ op, the oneDNN
+  pack is made at load and its handle (an int64 scalar tensor, scales folded in) is what
+  the layer holds as its weight.
 - Paged attention and the KV-cache write: vLLM's C++ CPU attention. It reads every
   length from the tensors (its work schedule is built from `seq_lens` inside the op,
   per call), so a decode graph replays it at any context. Its cache keeps a block's
@@ -178,15 +180,22 @@ def quant_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pack_int8_weight(w: torch.Tensor, w_scale: torch.Tensor, out_dtype: torch.dtype):
-    """oneDNN's packed int8 weight with its per-channel scales and the output dtype;
-    the handler object frees the pack when collected, so the layer keeps it."""
+    """The int8 weight as loaded for the C++ op; without it, oneDNN's packed int8 weight
+    with its per-channel scales and the output dtype (the handler object frees the pack
+    when collected, so the layer keeps it)."""
     from vllm import _custom_ops as ops
 
+    from vllm_npu_graph.targets import host_ops
+
+    if host_ops.load():
+        return w.contiguous(), None
     handler = ops.create_onednn_scaled_mm(w.t(), w_scale.view(-1, 1), out_dtype, True, False, 32)
     return handler.handler_tensor, handler
 
 
 def int8_linear(x_q, x_scale, w, w_scale, bias, out_dtype) -> torch.Tensor:
+    if w.dtype == torch.int8:  # the weight as loaded: the C++ op
+        return torch.ops.npu_graph_host.int8_linear(x_q, x_scale, w, w_scale, bias, out_dtype)
     out = torch.empty(x_q.shape[0], w_scale.shape[0], dtype=out_dtype)
     _C.onednn_scaled_mm(out, x_q, x_scale, None, None, bias, w)
     return out

@@ -1,8 +1,10 @@
-// The host target's linear layer as a C++ op, so a replayed decode step runs its
+// The host target's linear layers as C++ ops, so a replayed decode step runs its
 // ~120 GEMMs without a Python frame each. Several rows: the weight is packed for oneDNN
-// once (vLLM's CPU build, `_C::create_onednn_mm_handler`) and every call is
-// `_C::onednn_mm`. One row (batch-1 decode): a matrix-vector product that streams the
-// weight once, both cores splitting its rows (AVX-512 or AVX2 + FMA, by the build's tier).
+// once (vLLM's CPU build: `_C::create_onednn_mm_handler`, or for W8A8
+// `_C::create_onednn_scaled_mm_handler`) and every call is `_C::onednn_mm` /
+// `_C::onednn_scaled_mm`. One row (batch-1 decode): a matrix-vector product that streams
+// the weight once, both cores splitting its rows (AVX-512 or AVX2 + FMA, by the build's
+// tier; the int8 one is AVX2 on every tier).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -12,6 +14,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -85,8 +88,60 @@ bool matvec(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, cons
   });
   return true;
 }
+
+// W8A8 at one token: int32 dot products of the int8 row and the int8 activations
+// (exact: each int8 x int8 pair is summed in int32, as oneDNN's int8 GEMM does), then
+// scaled by the token's and the channel's scales. A quarter of the float weight's bytes.
+inline int32_t dot_int8(const int8_t* row, const int16_t* x, int64_t k_size) {
+  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+  int64_t k = 0;
+  for (; k + 32 <= k_size; k += 32) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + k + 1024), _MM_HINT_T0);
+    __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k)));
+    __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16)));
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k))));
+    acc1 = _mm256_add_epi32(acc1,
+                            _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k + 16))));
+  }
+  __m256i acc = _mm256_add_epi32(acc0, acc1);
+  __m128i half = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+  half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0x4e));
+  half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0xb1));
+  int32_t sum = _mm_cvtsi128_si32(half);
+  for (; k < k_size; ++k) sum += int32_t(row[k]) * int32_t(x[k]);
+  return sum;
+}
+
+bool matvec_int8(at::Tensor& out, const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& weight,
+                 const at::Tensor& w_scale, const std::optional<at::Tensor>& bias) {
+  if (x_q.size(0) != 1 || out.scalar_type() != at::kFloat || !weight.is_contiguous() ||
+      x_scale.scalar_type() != at::kFloat || w_scale.scalar_type() != at::kFloat || !w_scale.is_contiguous() ||
+      (bias && (bias->scalar_type() != at::kFloat || !bias->is_contiguous()))) {
+    return false;
+  }
+  const int64_t k_size = weight.size(1);
+  std::vector<int16_t> x(k_size);
+  const int8_t* xq = x_q.contiguous().data_ptr<int8_t>();
+  for (int64_t k = 0; k < k_size; ++k) x[k] = xq[k];
+  const float token_scale = *x_scale.data_ptr<float>();
+  const int8_t* wp = weight.data_ptr<int8_t>();
+  const float* sp = w_scale.data_ptr<float>();
+  const float* bp = bias ? bias->data_ptr<float>() : nullptr;
+  float* yp = out.data_ptr<float>();
+  at::parallel_for(0, weight.size(0), 16, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      float y = float(dot_int8(wp + n * k_size, x.data(), k_size)) * token_scale * sp[n];
+      yp[n] = bp ? y + bp[n] : y;
+    }
+  });
+  return true;
+}
 #else
 bool matvec(at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&) { return false; }
+bool matvec_int8(at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                 const std::optional<at::Tensor>&) {
+  return false;
+}
 #endif
 
 // One pack per weight storage, made on first use: a packed copy, so (as with vLLM's CPU
@@ -100,17 +155,21 @@ struct Pack {
 std::mutex packs_mutex;
 std::unordered_map<const void*, Pack> packs;
 
-const at::Tensor& pack_for(const at::Tensor& weight) {
+template <typename Create>
+const at::Tensor& pack_for(const at::Tensor& weight, Create create) {
   std::lock_guard<std::mutex> lock(packs_mutex);
   auto found = packs.find(weight.data_ptr());
   if (found != packs.end() && found->second.weight.sizes() == weight.sizes()) {
     return found->second.handle;
   }
-  static auto create = c10::Dispatcher::singleton()
-                           .findSchemaOrThrow("_C::create_onednn_mm_handler", "")
-                           .typed<int64_t(const at::Tensor&, int64_t)>();
-  at::Tensor handle = at::scalar_tensor(create.call(weight.t(), 32), at::kLong);
+  at::Tensor handle = at::scalar_tensor(create(), at::kLong);
   return packs.insert_or_assign(weight.data_ptr(), Pack{handle, weight}).first->second.handle;
+}
+
+at::Tensor output_for(const at::Tensor& x, int64_t n, at::ScalarType dtype) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = n;
+  return at::empty(sizes, x.options().dtype(dtype));
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
@@ -118,14 +177,36 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::opti
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("_C::onednn_mm", "")
           .typed<void(at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&)>();
-  auto sizes = x.sizes().vec();
-  sizes.back() = weight.size(0);
-  at::Tensor out = at::empty(sizes, x.options());
+  static auto create = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("_C::create_onednn_mm_handler", "")
+                           .typed<int64_t(const at::Tensor&, int64_t)>();
+  at::Tensor out = output_for(x, weight.size(0), x.scalar_type());
   at::Tensor rows = x.dim() == 2 ? x : x.reshape({-1, weight.size(1)});
   if (rows.stride(-1) != 1) rows = rows.contiguous();  // oneDNN reads unit-stride rows only
   at::Tensor out_rows = out.dim() == 2 ? out : out.view({-1, weight.size(0)});
   if (!matvec(out_rows, rows, weight, bias)) {
-    onednn_mm.call(out_rows, rows, bias, pack_for(weight));
+    onednn_mm.call(out_rows, rows, bias, pack_for(weight, [&] { return create.call(weight.t(), 32); }));
+  }
+  return out;
+}
+
+// x_q [M, K] int8 (per-token scales x_scale [M, 1]) times weight [N, K] int8 (per-channel
+// scales w_scale [N]), the weight as loaded: packed for oneDNN on first use.
+at::Tensor int8_linear(const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& weight,
+                       const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
+  static auto scaled_mm = c10::Dispatcher::singleton()
+                              .findSchemaOrThrow("_C::onednn_scaled_mm", "")
+                              .typed<void(at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                          const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                                          const std::optional<at::Tensor>&, const at::Tensor&)>();
+  static auto create = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("_C::create_onednn_scaled_mm_handler", "")
+                           .typed<int64_t(const at::Tensor&, const at::Tensor&, at::ScalarType, bool, bool, int64_t)>();
+  at::Tensor out = output_for(x_q, weight.size(0), out_dtype);
+  if (!matvec_int8(out, x_q, x_scale, weight, w_scale, bias)) {
+    const at::Tensor& handle =
+        pack_for(weight, [&] { return create.call(weight.t(), w_scale.view({-1, 1}), out_dtype, true, false, 32); });
+    scaled_mm.call(out, x_q.contiguous(), x_scale, std::nullopt, std::nullopt, bias, handle);
   }
   return out;
 }
@@ -134,8 +215,12 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::opti
 
 TORCH_LIBRARY(npu_graph_host, m) {
   m.def("linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
+  m.def(
+      "int8_linear(Tensor x_q, Tensor x_scale, Tensor w, Tensor w_scale, Tensor? bias, ScalarType out_dtype) -> "
+      "Tensor");
 }
 
 TORCH_LIBRARY_IMPL(npu_graph_host, CPU, m) {
   m.impl("linear", &linear);
+  m.impl("int8_linear", &int8_linear);
 }

@@ -66,17 +66,33 @@ def load() -> bool:
     torch.library.register_fake("npu_graph_host::linear")(
         lambda x, weight, bias: x.new_empty(*x.shape[:-1], weight.shape[0])
     )
+    torch.library.register_fake("npu_graph_host::int8_linear")(
+        lambda x_q, x_scale, w, w_scale, bias, out_dtype: x_q.new_empty(x_q.shape[0], w.shape[0], dtype=out_dtype)
+    )
     return True
 
 
 def lower_linear(graph: fx.Graph) -> int:
-    """npu_graph::linear -> npu_graph_host::linear (same schema, C++ kernel)."""
+    """npu_graph::linear -> npu_graph_host::linear, and npu_graph::int8_linear on an int8
+    weight as loaded -> npu_graph_host::int8_linear (same schemas, C++ kernels)."""
+    from vllm_npu_graph.ops import quant  # noqa: F401  (defines npu_graph::int8_linear)
+
     count = 0
     for node in graph.nodes:
-        if node.op == "call_function" and node.target is torch.ops.npu_graph.linear.default:
+        if node.op != "call_function":
+            continue
+        if node.target is torch.ops.npu_graph.linear.default:
             node.target = torch.ops.npu_graph_host.linear.default
             count += 1
+        elif node.target is torch.ops.npu_graph.int8_linear.default and _int8_weight(node.args[2]):
+            node.target = torch.ops.npu_graph_host.int8_linear.default
+            count += 1
     return count
+
+
+def _int8_weight(node) -> bool:
+    value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return value is not None and value.dtype == torch.int8
 
 
 if __name__ == "__main__":  # `make model` builds them ahead of the first engine start
