@@ -15,6 +15,10 @@ os.environ.setdefault("VLLM_NPU_GRAPH_TARGET", "host")
 # device graph would freeze but a step changes, and every host sync in a capture, is an
 # error (frozen_values.py).
 os.environ.setdefault("VLLM_NPU_GRAPH_STRICT_GRAPHS", "1")
+# `make test` runs two modules at a time: an engine of each computing on every core
+# would put twice as many OpenMP threads as cores on the machine.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("VLLM_NPU_GRAPH_HOST_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 

@@ -20,19 +20,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PORT_TAKEN = "Address already in use"
+ATTEMPTS = 3  # a port free when chosen can be taken before the server binds it
+
+
 @contextmanager
 def serve(model, target: str, *args: str, name: str = "server"):
-    """Yields the base URL once healthy; target "host" (ours) or "auto" (the peer)."""
-    port = free_port()
+    """Yields the base URL once healthy; target "host" (ours) or "auto" (the peer). A
+    server that could not bind its port (another process took it after free_port chose
+    it) starts again on another."""
     env = dict(os.environ, VLLM_NPU_GRAPH_TARGET=target)
     vllm = Path(sys.executable).parent / "vllm"
-    cmd = [str(vllm), "serve", str(model), "--port", str(port), "--dtype", "float32", "--seed", "0", *args]
     log_path = LOG_DIR / f"vllm_npu_graph_{name}_{target}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    for attempt in range(ATTEMPTS):
+        port = free_port()
+        cmd = [str(vllm), "serve", str(model), "--port", str(port), "--dtype", "float32", "--seed", "0", *args]
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
         try:
-            base = f"http://127.0.0.1:{port}"
             wait_until_healthy(base, proc, timeout_s=600)
-            yield base
-        finally:
+            break
+        except RuntimeError:
             stop_process(proc)
+            if attempt + 1 == ATTEMPTS or PORT_TAKEN not in log_path.read_text():
+                raise
+    try:
+        yield base
+    finally:
+        stop_process(proc)
