@@ -1,7 +1,8 @@
 """The host target's C++ ops (host_ops.cpp), built once per machine and torch version
 with torch's extension builder into our cache folder (~10 s), then loaded. The build is
 for the host's CPU tier (host_isa.py: exactly its instructions, never -march=native): a
-batch-1 linear is our own matrix-vector kernel on AVX-512 and on AVX2 + FMA.
+batch-1 linear is our own matrix-vector kernel on AVX-512 and on AVX2 + FMA, and a
+batch-1 W8A8 linear our int8 one (`int8_linear`, on the int8 weight as loaded).
 
 A replayed host graph is Python calling ops: the compiled graph's ~120 GEMM calls a
 step would each cost a Python kernel frame (~4 us) on the `npu_graph::linear` path. The
