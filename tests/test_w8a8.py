@@ -13,6 +13,7 @@ measured in the test; the kernels themselves equal the reference op for op
 """
 
 import math
+import tempfile
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ from vllm_npu_graph import envs
 
 pytestmark = pytest.mark.engine
 
-MODES = ("graph", "eager", "peer")
+MODES = ("graph", "eager", "peer", "graph-unfused")
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +35,33 @@ def w8a8(default_model):
     return build_default_w8a8()
 
 
+# vLLM 0.32's CPU platform picks its AMX int8 kernel on CPUs with AMX (Sapphire Rapids
+# and later) by the weight's dtype alone, and that kernel takes bfloat16 / float16
+# activations only: it cannot serve a float32 W8A8 checkpoint there (ours can).
+PEER_AMX_FAILURE = "int8_scaled_mm_with_quant: expect A to be bfloat16 or half"
+
+
 @pytest.fixture(scope="module")
 def runs(w8a8):
     out = {}
     for mode in MODES:
         target = {envs.TARGET: "auto"} if mode == "peer" else {}  # vLLM's CPU platform, eager
-        engine_mode = "eager" if mode == "peer" else mode
-        out[mode], out[f"{mode}-log"] = run_script("w8a8_driver.py", w8a8, engine_mode, **target)
+        # A cold vLLM cache: its AOT-compiled decoder would skip our passes and their log.
+        target["VLLM_CACHE_ROOT"] = tempfile.mkdtemp(prefix="npu_graph_passes_")
+        engine_mode = "eager" if mode == "peer" else mode  # graph-unfused: the quant fusion passes off
+        try:
+            out[mode], out[f"{mode}-log"] = run_script("w8a8_driver.py", w8a8, engine_mode, **target)
+        except AssertionError as exc:
+            if mode != "peer" or PEER_AMX_FAILURE not in str(exc):
+                raise
+            out[mode], out[f"{mode}-log"] = None, str(exc)
     return out
+
+
+def run_of(runs, mode) -> dict:
+    if runs[mode] is None:
+        pytest.xfail(f"vLLM's CPU platform cannot serve float32 W8A8 on this AMX CPU ({PEER_AMX_FAILURE})")
+    return runs[mode]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +88,17 @@ def floor(w8a8, reference):
 def test_each_engine_runs_its_own_int8_kernel(runs):
     assert "Selected NPUGraphInt8Kernel for CompressedTensorsW8A8Int8" in runs["graph-log"]
     assert "Selected NPUGraphInt8Kernel for CompressedTensorsW8A8Int8" in runs["eager-log"]
-    assert "Selected CPUInt8ScaledMMLinearKernel" in runs["peer-log"]
+    assert "Selected CPUInt8ScaledMMLinearKernel" in runs["peer-log"] or PEER_AMX_FAILURE in runs["peer-log"]
     assert "captured 3 graph(s) [1, 2, 4]" in runs["graph-log"]
+
+
+def test_the_quant_fusions_fold_every_decoder_quantization(runs):
+    """SmolLM2's 30 layers: the first layer's input RMSNorm, 59 residual add + RMSNorms
+    (the 60th is the final norm, read by the float LM head) and 30 SwiGLUs each take
+    their quantization in; with the passes off, none does (tokens scored below)."""
+    assert "rms_norm_quant=1 add_rms_norm_quant=59 swiglu_quant=30" in runs["graph-log"]
+    assert "rms_norm_quant=" not in runs["graph-unfused-log"]
+    assert "add_rms_norm=60 swiglu=30" in runs["graph-unfused-log"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -79,7 +108,8 @@ def test_greedy_tokens_are_the_references_choice_or_a_near_tie(mode, runs, refer
     largest move, or a logprob further off than that, is a bug, not rounding."""
     _, _, floor_max = floor
     worst_gap, worst_logprob = 0.0, 0.0
-    for ids, tokens, logprobs in zip(prompt_ids(str(w8a8)), runs[mode]["tokens"], runs[mode]["logprobs"]):
+    run = run_of(runs, mode)
+    for ids, tokens, logprobs in zip(prompt_ids(str(w8a8)), run["tokens"], run["logprobs"]):
         ref = w8a8_reference.logprobs(reference, ids, tokens)
         for step, (token, logprob) in enumerate(zip(tokens, logprobs)):
             worst_gap = max(worst_gap, float(ref[step].max() - ref[step][token]))
@@ -92,7 +122,7 @@ def test_greedy_tokens_are_the_references_choice_or_a_near_tie(mode, runs, refer
 def test_text_logprobs_within_the_noise_floor(mode, runs, floor):
     """Prefill (chunks of 512) over 1,000 tokens of text, each token's logprob."""
     exact, floor_mean, floor_max = floor
-    diffs = [abs(a - b) for a, b in zip(runs[mode]["text_logprobs"], exact)]
+    diffs = [abs(a - b) for a, b in zip(run_of(runs, mode)["text_logprobs"], exact)]
     mean = sum(diffs) / len(diffs)
     print(f"{mode}: text logprobs vs the reference, mean |diff| {mean:.4f}, max {max(diffs):.3f}")
     assert mean < 1.25 * floor_mean and max(diffs) < 1.5 * floor_max

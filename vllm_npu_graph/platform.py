@@ -311,7 +311,8 @@ def configure_graph_mode(vllm_config, options) -> None:
     compilation.backend = ""
     compilation.splitting_ops = []
     # Passes matching vLLM's IR ops (RMSNorm) need them kept as ops in the graph.
-    if any(p.NEEDS_IR_WRAP for p in enabled_passes(_target.name, options.passes)):
+    quantized = model is not None and model.quantization is not None
+    if any(p.NEEDS_IR_WRAP for p in enabled_passes(_target.name, options.passes, quantized)):
         compilation.ir_enable_torch_wrap = True
     if compilation.compile_sizes is None:
         compilation.compile_sizes = []  # vLLM leaves it None for OOT platforms, then can't dispatch

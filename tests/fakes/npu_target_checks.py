@@ -172,6 +172,37 @@ def test_int8_ops_dispatch_to_torch_npu(fake_npu):
         kernel_choice.configure(None)
 
 
+def test_fused_quant_ops_dispatch_to_torch_npu_and_triton(fake_npu):
+    """add + RMSNorm + quant -> npu_add_rms_norm_dynamic_quant (first quantized output
+    only), SwiGLU + quant -> npu_swiglu_quant (dynamic, SiLU on the first half); RMSNorm +
+    quant (no dynamic torch_npu op) -> our Triton kernel. Each equals the reference."""
+    fake, target = fake_npu
+    from vllm_npu_graph.kernels import quant_reference as ref
+    from vllm_npu_graph.kernels.launch import INTERPRETER_TABLE
+    from vllm_npu_graph.ops import kernel_choice, quant
+
+    kernel_choice.configure(INTERPRETER_TABLE, target.native_ops("triton"))
+    try:
+        fake.CALLS.clear()
+        g = torch.Generator().manual_seed(0)
+        x, r = torch.randn(5, 64, generator=g).half(), torch.randn(5, 64, generator=g).half()
+        w = (1 + 0.1 * torch.randn(64, generator=g)).half()
+        q, scale, summed = quant.add_rms_norm_quant(x, r, w, 1e-6)
+        q_ref, scale_ref, summed_ref = ref.add_rms_norm_quant(x, r, w, 1e-6)
+        assert torch.equal(q, q_ref) and torch.equal(scale, scale_ref) and torch.equal(summed, summed_ref)
+        q, scale = quant.swiglu_quant(torch.cat([x, r], dim=1))
+        assert all(torch.equal(a, b) for a, b in zip((q, scale), ref.swiglu_quant(torch.cat([x, r], dim=1))))
+        q, scale = quant.rms_norm_quant(x, w, 1e-6)
+        q_ref, scale_ref = ref.rms_norm_quant(x, w, 1e-6)
+        assert (q.int() - q_ref.int()).abs().max() <= 1 and scale.shape == (5, 1)
+        calls = dict(fake.CALLS)
+        assert calls["npu_add_rms_norm_dynamic_quant"]["output_mask"] == [True, False]
+        assert calls["npu_swiglu_quant"]["activate_left"] is True and calls["npu_swiglu_quant"]["quant_mode"] == 1
+        assert set(calls) == {"npu_add_rms_norm_dynamic_quant", "npu_swiglu_quant"}
+    finally:
+        kernel_choice.configure(None)
+
+
 def test_a_moe_layer_is_captured_once_per_size_with_static_routing_shapes(fake_npu):
     """Each padded size's graph holds the whole MoE (gating, routing, grouped matmuls,
     un-permute) with that size's expanded-row count fixed, and nothing else runs."""

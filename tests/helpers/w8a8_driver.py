@@ -1,7 +1,8 @@
 """One engine on a W8A8 checkpoint: greedy continuations with each chosen token's
 logprob, and the logprob of every token of a fixed text (teacher-forced). Prints JSON on
-the last stdout line. Modes: graph, eager (our platform); the peer is the same run with
-VLLM_NPU_GRAPH_TARGET=auto (vLLM's CPU platform, eager)."""
+the last stdout line. Modes: graph, eager (our platform), graph-unfused (graph mode with the
+quant fusion passes off); the peer is the same run with VLLM_NPU_GRAPH_TARGET=auto
+(vLLM's CPU platform, eager)."""
 
 import json
 import sys
@@ -10,6 +11,7 @@ from helpers.engines import PROMPTS, make_llm, shutdown_llm
 
 TEXT_TOKENS = 1000
 MAX_TOKENS = 24
+QUANT_FUSIONS = ("rms_norm_quant", "add_rms_norm_quant", "swiglu_quant")
 
 
 def text_ids(model) -> list[int]:
@@ -34,6 +36,8 @@ if __name__ == "__main__":
     model, mode = sys.argv[1], sys.argv[2]
     sizes = dict(compilation_config={"cudagraph_capture_sizes": [1, 2, 4]})
     extra = dict(enforce_eager=True) if mode == "eager" else sizes
+    if mode == "graph-unfused":
+        extra["additional_config"] = {"npu_graph": {"passes": dict.fromkeys(QUANT_FUSIONS, False)}}
     llm = make_llm(model, max_model_len=2048, max_num_batched_tokens=512, enable_chunked_prefill=True, **extra)
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt

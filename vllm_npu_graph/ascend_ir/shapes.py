@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from vllm_npu_graph.ascend_ir.record import recording
-from vllm_npu_graph.kernels import attention_triton, fused_triton, moe_triton
+from vllm_npu_graph.kernels import attention_triton, fused_triton, moe_triton, quant_triton
 from vllm_npu_graph.kernels.launch import ascend_table
 
 # A 910B: 24 AI (cube) cores, 48 vector cores (what triton-ascend's driver reports).
@@ -96,6 +96,11 @@ def _fused(model: Model, block, dtype):
     yield "rms_norm", lambda: fused_triton.rms_norm(x, w, 1e-6, table=TABLE)
     yield "add_rms_norm", lambda: fused_triton.add_rms_norm(x, x, w, 1e-6, table=TABLE)
     yield "swiglu", lambda: fused_triton.swiglu(torch.empty(t, 2 * model.intermediate, dtype=dtype), table=TABLE)
+    # W8A8's fused quantize ops (torch_npu serves add + RMSNorm and SwiGLU; both are lowered too).
+    yield "rms_norm_quant", lambda: quant_triton.rms_norm_quant(x, w, 1e-6, table=TABLE)
+    yield "add_rms_norm_quant", lambda: quant_triton.add_rms_norm_quant(x, x, w, 1e-6, table=TABLE)
+    gate_up = torch.empty(t, 2 * model.intermediate, dtype=dtype)
+    yield "swiglu_quant", lambda: quant_triton.swiglu_quant(gate_up, table=TABLE)
     d, hq, hkv = model.head_size, model.q_heads, model.kv_heads
     qkv = torch.empty(t, (hq + 2 * hkv) * d, dtype=dtype)
     cos_sin = torch.empty(4096, d, dtype=dtype)

@@ -55,12 +55,14 @@ class NPUGraphCompiler(CompilerInterface):
     def __init__(self) -> None:
         self.target = get_target()
         self.options = NPUGraphConfig()
+        self.quantized = False  # the model is W8A8 (set with the options in compute_hash)
         self.pass_manager: NPUGraphPassManager | None = None
 
     def compute_hash(self, vllm_config) -> str:
         """vLLM calls this with the engine's config before compiling; its value joins
         vLLM's cache-folder hash, and names our own cache entry."""
         self.options = plugin_config(vllm_config)
+        self.quantized = vllm_config.model_config.quantization is not None
         self.sources = cache_key.source_hashes()
         self.components = cache_key.key_components(vllm_config, self.target, self.options, self.sources)
         self.key_digest = cache_key.digest(self.components)
@@ -72,7 +74,8 @@ class NPUGraphCompiler(CompilerInterface):
 
     def _passes(self) -> NPUGraphPassManager:
         if self.pass_manager is None:
-            passes = [(p.NAME, p.run) for p in enabled_passes(self.target.name, self.options.passes)]
+            enabled = enabled_passes(self.target.name, self.options.passes, self.quantized)
+            passes = [(p.NAME, p.run) for p in enabled]
             passes += self.target.lowering_passes(self.target.kernels_for(self.options.kernels))
             self.pass_manager = NPUGraphPassManager(passes, dump_dir=self.options.dump_graph_dir)
             self.pass_manager.cache_salt = getattr(self, "key_digest", "")

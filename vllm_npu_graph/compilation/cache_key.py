@@ -144,7 +144,8 @@ def key_components(vllm_config, target, options, sources: dict | None = None) ->
         "model": f"{model.model}@{model.revision or '-'}:{_sha(model.hf_config.to_json_string())}",
         "weights": weights_identity(model.model),
         "dtype": str(model.dtype),
-        "passes": ",".join(p.NAME for p in enabled_passes(target.name, options.passes)) or "none",
+        "passes": ",".join(p.NAME for p in enabled_passes(target.name, options.passes, model.quantization is not None))
+        or "none",
         "pass_options": json.dumps(options.passes, sort_keys=True),
         "kernels": kernels,
         # The target's own lowering of our ops (host: the C++ linear op, if it built).

@@ -5,6 +5,8 @@ float32 as the device kernels do."""
 
 import torch
 
+from vllm_npu_graph.kernels import fused_reference
+
 INT8_MAX = 127.0
 
 
@@ -16,6 +18,21 @@ def quant_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax))
     q = torch.round(xf / scale).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
     return q, scale
+
+
+def rms_norm_quant(x, weight, eps):
+    """The fused ops quantize exactly what the unfused graph would: the norm's or the
+    activation's output in the model's dtype (so their int8 equals the unfused one's)."""
+    return quant_per_token(fused_reference.rms_norm(x, weight, eps))
+
+
+def add_rms_norm_quant(x, residual, weight, eps):
+    normed, summed = fused_reference.add_rms_norm(x, residual, weight, eps)
+    return (*quant_per_token(normed), summed)
+
+
+def swiglu_quant(x):
+    return quant_per_token(fused_reference.swiglu(x))
 
 
 def int8_linear(x_q, x_scale, w, w_scale, bias, out_dtype) -> torch.Tensor:

@@ -50,7 +50,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
             "swiglu": partial(fused.swiglu, table=table),
             "qkv_rope": partial(fused.qkv_rope, table=table),
         }
-    from vllm_npu_graph.kernels import moe_reference, moe_triton, quant_reference
+    from vllm_npu_graph.kernels import moe_reference, moe_triton, quant_reference, quant_triton
 
     resolved.update(
         moe_topk_softmax=moe_reference.topk_softmax,  # softmax + top-k: plain device ops
@@ -59,6 +59,10 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
         quant_per_token=quant_reference.quant_per_token,
         int8_linear=quant_reference.int8_linear,
         pack_int8_weight=lambda w, w_scale, out_dtype: (w.t().contiguous(), None),  # [K, N]
+        **{
+            name: getattr(quant_reference, name) if table is None else partial(getattr(quant_triton, name), table=table)
+            for name in ("rms_norm_quant", "add_rms_norm_quant", "swiglu_quant")
+        },
     )
     resolved.update(native or {})
     impls, launch_table = resolved, table

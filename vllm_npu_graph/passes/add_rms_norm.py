@@ -14,7 +14,7 @@ from vllm_npu_graph.passes._match import functionalized_calls, is_call, replace_
 
 NAME = "add_rms_norm"
 NEEDS_IR_WRAP = True
-DEFAULT_ON = ("npu",)
+DEFAULT_ON = ("npu", "quantized")
 
 
 def run(graph: fx.Graph) -> int:

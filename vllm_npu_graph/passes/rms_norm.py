@@ -10,7 +10,7 @@ from vllm_npu_graph.passes._match import is_call, replace_node
 
 NAME = "rms_norm"
 NEEDS_IR_WRAP = True
-DEFAULT_ON = ("npu",)
+DEFAULT_ON = ("npu", "quantized")
 
 
 def run(graph: fx.Graph) -> int:

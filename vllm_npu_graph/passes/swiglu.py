@@ -12,7 +12,7 @@ from vllm_npu_graph.passes._match import arguments, aten, is_call, replace_node,
 
 NAME = "swiglu"
 NEEDS_IR_WRAP = False
-DEFAULT_ON = ("npu",)
+DEFAULT_ON = ("npu", "quantized")
 
 
 def _silu_input(node):

@@ -201,8 +201,29 @@ def int8_linear(x_q, x_scale, w, w_scale, bias, out_dtype) -> torch.Tensor:
     return out
 
 
+def fused_quant_ops() -> dict:
+    """Our C++ fused quantize ops; without them, vLLM CPU's norm / activation, then its
+    quantization."""
+    from vllm_npu_graph.ops.quant import FUSED_FAKES
+    from vllm_npu_graph.targets import host_ops
+
+    if host_ops.load():
+        return {name: getattr(torch.ops.npu_graph_host, name) for name in FUSED_FAKES}
+
+    def add_rms_norm_quant(x, residual, weight, eps):
+        normed, summed = add_rms_norm(x, residual, weight, eps)
+        return (*quant_per_token(normed), summed)
+
+    return {
+        "rms_norm_quant": lambda x, weight, eps: quant_per_token(rms_norm(x, weight, eps)),
+        "add_rms_norm_quant": add_rms_norm_quant,
+        "swiglu_quant": lambda x: quant_per_token(swiglu(x)),
+    }
+
+
 def native_ops() -> dict:
     return {
+        **fused_quant_ops(),
         "quant_per_token": quant_per_token,
         "int8_linear": int8_linear,
         "pack_int8_weight": pack_int8_weight,

@@ -4,15 +4,21 @@
 // `_C::create_onednn_scaled_mm_handler`) and every call is `_C::onednn_mm` /
 // `_C::onednn_scaled_mm`. One row (batch-1 decode): a matrix-vector product that streams
 // the weight once, both cores splitting its rows (AVX-512 or AVX2 + FMA, by the build's
-// tier; the int8 one is AVX2 on every tier).
+// tier; the int8 one is AVX2 on every tier). W8A8's per-token quantization folded into
+// the RMSNorm / add + RMSNorm / SwiGLU before it (the quant fusion passes' ops).
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
 #include <mutex>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -211,6 +217,97 @@ at::Tensor int8_linear(const at::Tensor& x_q, const at::Tensor& x_scale, const a
   return out;
 }
 
+// The fused quantize ops: each row's values are computed in float, rounded to the
+// model's dtype T (what the unfused graph stores), then quantized as the reference does:
+// scale = amax / 127 (1 for a zero row), q = round half to even of y / scale.
+float quantize_row(const float* y, int64_t n, int8_t* q) {
+  float amax = 0.f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(y[i]));
+  const float scale = amax > 0.f ? amax / 127.f : 1.f;
+  for (int64_t i = 0; i < n; ++i) q[i] = int8_t(std::min(std::max(std::nearbyint(y[i] / scale), -127.f), 127.f));
+  return scale;
+}
+
+using QuantPair = std::tuple<at::Tensor, at::Tensor>;
+
+QuantPair quant_outputs(const at::Tensor& x, int64_t n) {
+  return {at::empty({x.size(0), n}, x.options().dtype(at::kChar)), at::empty({x.size(0), 1}, x.options().dtype(at::kFloat))};
+}
+
+// Rows per task: one task below ~16k values (a decode step's row stays on one core).
+int64_t grain(int64_t n) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)); }
+
+template <typename T>
+void norm_quant_rows(const T* x, const T* r, const float* w, T* sum, int8_t* q, float* scales, int64_t n, float eps,
+                     int64_t begin, int64_t end) {
+  std::vector<float> y(n);
+  for (int64_t row = begin; row < end; ++row) {
+    float squares = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+      float v = float(x[row * n + i]);
+      if (r) {
+        const T stored = T(v + float(r[row * n + i]));
+        sum[row * n + i] = stored;
+        v = float(stored);
+      }
+      y[i] = v;
+      squares += v * v;
+    }
+    const float rstd = 1.f / std::sqrt(squares / float(n) + eps);
+    for (int64_t i = 0; i < n; ++i) y[i] = float(T(y[i] * rstd * w[i]));
+    scales[row] = quantize_row(y.data(), n, q + row * n);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_quant(const at::Tensor& x_in, const at::Tensor* residual,
+                                                          const at::Tensor& weight_in, double eps) {
+  const at::Tensor x = x_in.contiguous(), weight = weight_in.to(at::kFloat).contiguous();
+  const at::Tensor r = residual ? residual->contiguous() : at::Tensor();
+  auto [q, scale] = quant_outputs(x, x.size(1));
+  at::Tensor sum = residual ? at::empty_like(x) : at::Tensor();
+  const int64_t n = x.size(1);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "norm_quant", [&] {
+    const scalar_t* rp = residual ? r.data_ptr<scalar_t>() : nullptr;
+    scalar_t* sp = residual ? sum.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, x.size(0), grain(n), [&](int64_t begin, int64_t end) {
+      norm_quant_rows<scalar_t>(x.data_ptr<scalar_t>(), rp, weight.data_ptr<float>(), sp, q.data_ptr<int8_t>(),
+                                scale.data_ptr<float>(), n, float(eps), begin, end);
+    });
+  });
+  return {q, scale, sum};
+}
+
+QuantPair rms_norm_quant(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  auto [q, scale, sum] = norm_quant(x, nullptr, weight, eps);
+  return {q, scale};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm_quant(const at::Tensor& x, const at::Tensor& residual,
+                                                                  const at::Tensor& weight, double eps) {
+  return norm_quant(x, &residual, weight, eps);
+}
+
+QuantPair swiglu_quant(const at::Tensor& x_in) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(1) / 2;
+  auto [q, scale] = quant_outputs(x, n);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "swiglu_quant", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    at::parallel_for(0, x.size(0), grain(n), [&](int64_t begin, int64_t end) {
+      std::vector<float> y(n);
+      for (int64_t row = begin; row < end; ++row) {
+        const scalar_t* gate = xp + row * 2 * n;
+        for (int64_t i = 0; i < n; ++i) {
+          const float g = float(gate[i]);
+          y[i] = float(scalar_t(g / (1.f + std::exp(-g)) * float(gate[n + i])));
+        }
+        scale.data_ptr<float>()[row] = quantize_row(y.data(), n, q.data_ptr<int8_t>() + row * n);
+      }
+    });
+  });
+  return {q, scale};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(npu_graph_host, m) {
@@ -218,9 +315,15 @@ TORCH_LIBRARY(npu_graph_host, m) {
   m.def(
       "int8_linear(Tensor x_q, Tensor x_scale, Tensor w, Tensor w_scale, Tensor? bias, ScalarType out_dtype) -> "
       "Tensor");
+  m.def("rms_norm_quant(Tensor x, Tensor weight, float eps) -> (Tensor, Tensor)");
+  m.def("add_rms_norm_quant(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def("swiglu_quant(Tensor x) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(npu_graph_host, CPU, m) {
   m.impl("linear", &linear);
   m.impl("int8_linear", &int8_linear);
+  m.impl("rms_norm_quant", &rms_norm_quant);
+  m.impl("add_rms_norm_quant", &add_rms_norm_quant);
+  m.impl("swiglu_quant", &swiglu_quant);
 }

@@ -2,7 +2,8 @@
 with torch's extension builder into our cache folder (~10 s), then loaded. The build is
 for the host's CPU tier (host_isa.py: exactly its instructions, never -march=native): a
 batch-1 linear is our own matrix-vector kernel on AVX-512 and on AVX2 + FMA, and a
-batch-1 W8A8 linear our int8 one (`int8_linear`, on the int8 weight as loaded).
+batch-1 W8A8 linear our int8 one (`int8_linear`, on the int8 weight as loaded); W8A8's
+fused quantize ops (RMSNorm / add + RMSNorm / SwiGLU + per-token int8) are C++ too.
 
 A replayed host graph is Python calling ops: the compiled graph's ~120 GEMM calls a
 step would each cost a Python kernel frame (~4 us) on the `npu_graph::linear` path. The
@@ -70,14 +71,22 @@ def load() -> bool:
     torch.library.register_fake("npu_graph_host::int8_linear")(
         lambda x_q, x_scale, w, w_scale, bias, out_dtype: x_q.new_empty(x_q.shape[0], w.shape[0], dtype=out_dtype)
     )
+    from vllm_npu_graph.ops import quant
+
+    for name, fake in quant.FUSED_FAKES.items():  # same schemas as ours
+        torch.library.register_fake(f"npu_graph_host::{name}")(fake)
     return True
 
 
 def lower_linear(graph: fx.Graph) -> int:
-    """npu_graph::linear -> npu_graph_host::linear, and npu_graph::int8_linear on an int8
-    weight as loaded -> npu_graph_host::int8_linear (same schemas, C++ kernels)."""
-    from vllm_npu_graph.ops import quant  # noqa: F401  (defines npu_graph::int8_linear)
+    """npu_graph::linear -> npu_graph_host::linear, npu_graph::int8_linear on an int8
+    weight as loaded -> npu_graph_host::int8_linear, and the fused quantize ops to
+    theirs (same schemas, C++ kernels)."""
+    from vllm_npu_graph.ops import quant
 
+    fused = {
+        getattr(torch.ops.npu_graph, n).default: getattr(torch.ops.npu_graph_host, n).default for n in quant.FUSED_FAKES
+    }
     count = 0
     for node in graph.nodes:
         if node.op != "call_function":
@@ -87,6 +96,9 @@ def lower_linear(graph: fx.Graph) -> int:
             count += 1
         elif node.target is torch.ops.npu_graph.int8_linear.default and _int8_weight(node.args[2]):
             node.target = torch.ops.npu_graph_host.int8_linear.default
+            count += 1
+        elif node.target in fused:
+            node.target = fused[node.target]
             count += 1
     return count
 

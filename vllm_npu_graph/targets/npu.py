@@ -242,7 +242,8 @@ def _int8_ops(torch_npu) -> dict:
     int8 rows and a float32 scale per row; npu_quant_matmul multiplies by the [K, N] int8
     weight with the per-channel (`scale`) and per-token (`pertoken_scale`) scales and
     writes the model's dtype. The bias is added after the matmul: the op's bias dtype
-    rules differ per output dtype."""
+    rules differ per output dtype. The fused quantize ops: npu_add_rms_norm_dynamic_quant
+    and npu_swiglu_quant (documented outputs: int8 rows, float32 scale per row)."""
 
     def quant_per_token(x):
         q, scale = torch_npu.npu_dynamic_quant(x)
@@ -252,5 +253,24 @@ def _int8_ops(torch_npu) -> dict:
         out = torch_npu.npu_quant_matmul(x_q, w, w_scale, pertoken_scale=x_scale.view(-1), output_dtype=out_dtype)
         return out if bias is None else out + bias
 
+    def add_rms_norm_quant(x, residual, weight, eps):
+        # (y1, y2, x_sum, scale1, scale2); output_mask: only the first quantized output.
+        q, _, summed, scale, _ = torch_npu.npu_add_rms_norm_dynamic_quant(
+            x, residual, weight, epsilon=eps, output_mask=[True, False]
+        )
+        return q, scale.view(-1, 1), summed
+
+    def swiglu_quant(x):
+        # activate_left: SiLU on the first half (vLLM's [gate | up]); quant_mode 1: dynamic.
+        q, scale = torch_npu.npu_swiglu_quant(x, activate_left=True, quant_mode=1)
+        return q, scale.view(-1, 1)
+
     # The weight is packed as the reference packs it: [N, K] as loaded -> [K, N].
-    return {"quant_per_token": quant_per_token, "int8_linear": int8_linear}
+    # RMSNorm + dynamic quant has no torch_npu op (npu_rms_norm_quant takes static
+    # scales): our Triton kernel serves it.
+    return {
+        "quant_per_token": quant_per_token,
+        "int8_linear": int8_linear,
+        "add_rms_norm_quant": add_rms_norm_quant,
+        "swiglu_quant": swiglu_quant,
+    }

@@ -103,8 +103,37 @@ def _npu_quant_matmul(x1, x2, scale, pertoken_scale, bias, output_dtype, **_):
     return (acc * pertoken_scale.unsqueeze(-1) * scale).to(output_dtype)
 
 
+def _per_token(y):
+    """int8 rows and float32 scale [M] of y, as npu_dynamic_quant computes them."""
+    return _npu_dynamic_quant(y, None, None, None, "pertoken")
+
+
+def _npu_add_rms_norm_dynamic_quant(x1, x2, gamma, smooth_scale1, smooth_scale2, beta, epsilon, output_mask, y_dtype):
+    """(y1 int8, y2 int8, x_sum, scale1 [M], scale2 [M]); output_mask picks which of the two
+    quantized outputs are computed (without smoothing scales, both quantize the same y)."""
+    assert smooth_scale1 is None and smooth_scale2 is None and beta is None and y_dtype is None
+    assert output_mask is not None and len(output_mask) == 2, "output_mask: two booleans"
+    y, _, x_sum = _npu_add_rms_norm(x1, x2, gamma, epsilon)
+    q, scale = _per_token(y)
+    empty_q, empty_scale = q.new_empty(0), scale.new_empty(0)
+    second = (q, scale) if output_mask[1] else (empty_q, empty_scale)
+    return (q if output_mask[0] else empty_q), second[0], x_sum, (scale if output_mask[0] else empty_scale), second[1]
+
+
+def _npu_swiglu_quant(x, smooth_scales, offsets, group_index, activate_left, quant_mode, group_list_type, dst_type):
+    """quant_mode 1: dynamic per-token; activate_left: SiLU on the first half."""
+    assert smooth_scales is None and offsets is None and group_index is None and dst_type is None
+    assert quant_mode == 1, "static quantization needs smooth_scales"
+    gate, up = x.chunk(2, dim=-1)
+    if not activate_left:
+        gate, up = up, gate
+    return _per_token((torch.nn.functional.silu(gate.float()) * up.float()).to(x.dtype))
+
+
 NUMERIC = {
     "npu_dynamic_quant": _npu_dynamic_quant,
+    "npu_add_rms_norm_dynamic_quant": _npu_add_rms_norm_dynamic_quant,
+    "npu_swiglu_quant": _npu_swiglu_quant,
     "npu_quant_matmul": _npu_quant_matmul,
     "npu_rms_norm": _npu_rms_norm,
     "npu_add_rms_norm": _npu_add_rms_norm,
