@@ -22,7 +22,7 @@ are the NPU's. Our custom ops dispatch here when the host's kernels choice is `n
 import torch
 import vllm._custom_ops  # noqa: F401  (registers vLLM's CPU ops under torch.ops._C)
 
-from vllm_npu_graph.kernels import moe_reference
+from vllm_npu_graph.kernels import fused_reference, moe_reference
 
 _C = torch.ops._C
 
@@ -111,7 +111,14 @@ def paged_attention(
     return out
 
 
+# vLLM's CPU norm and activation kernels take rows of whole vectors; other widths run
+# the torch reference.
+ROW_ALIGN = 32
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if x.shape[-1] % ROW_ALIGN:
+        return fused_reference.rms_norm(x, weight, eps)
     out = torch.empty_like(x)
     _C.rms_norm(out, x.contiguous(), weight, eps)
     return out
@@ -120,12 +127,16 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float):
     """(rms_norm(x + residual), x + residual) from vLLM's in-place op, on copies (ours is
     functional)."""
+    if x.shape[-1] % ROW_ALIGN:
+        return fused_reference.add_rms_norm(x, residual, weight, eps)
     normed, summed = x.contiguous().clone(), residual.contiguous().clone()
     _C.fused_add_rms_norm(normed, summed, weight, eps)
     return normed, summed
 
 
 def swiglu(x: torch.Tensor) -> torch.Tensor:
+    if (x.shape[-1] // 2) % ROW_ALIGN:
+        return fused_reference.swiglu(x)
     out = x.new_empty(*x.shape[:-1], x.shape[-1] // 2)
     _C.silu_and_mul(out, x.contiguous())
     return out

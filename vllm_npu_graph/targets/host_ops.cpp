@@ -6,6 +6,7 @@
 // the weight once, both cores splitting its rows (AVX-512 or AVX2 + FMA, by the build's
 // tier; the int8 one AVX2, or AVX-512 VNNI where an AVX-512 build finds it). W8A8's per-token quantization folded into
 // the RMSNorm / add + RMSNorm / SwiGLU before it (the quant fusion passes' ops).
+#include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -255,95 +257,110 @@ at::Tensor int8_linear(const at::Tensor& x_q, const at::Tensor& x_scale, const a
   return out;
 }
 
-// The fused quantize ops: each row's values are computed in float, rounded to the
-// model's dtype T (what the unfused graph stores), then quantized as the reference does:
-// scale = amax / 127 (1 for a zero row), q = round half to even of y / scale.
-float quantize_row(const float* y, int64_t n, int8_t* q) {
+// The fused quantize ops: vLLM CPU's vectorized RMSNorm / add + RMSNorm / SiLU-and-mul
+// write the rows in the model's dtype (what the unfused graph stores), then each row is
+// quantized as the reference does: scale = amax / 127 (1 for a zero row), q = y / scale
+// rounded half to even. One op call from the graph instead of two.
+template <typename T>
+float quantize_row(const T* y, int64_t n, int8_t* q) {
   float amax = 0.f;
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(y[i]));
+  int64_t i = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    __m256 vmax = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(y + i)));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+  }
+#endif
+  for (; i < n; ++i) amax = std::max(amax, std::fabs(float(y[i])));
   const float scale = amax > 0.f ? amax / 127.f : 1.f;
-  for (int64_t i = 0; i < n; ++i) q[i] = int8_t(std::min(std::max(std::nearbyint(y[i] / scale), -127.f), 127.f));
+  i = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256 vscale = _mm256_set1_ps(scale), hi = _mm256_set1_ps(127.f), lo = _mm256_set1_ps(-127.f);
+    for (; i + 8 <= n; i += 8) {
+      __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(y + i), vscale),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);  // half to even
+      __m256i v32 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+      __m128i v16 = _mm_packs_epi32(_mm256_castsi256_si128(v32), _mm256_extracti128_si256(v32, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(v16, v16));
+    }
+  }
+#endif
+  for (; i < n; ++i) q[i] = int8_t(std::min(std::max(std::nearbyint(float(y[i]) / scale), -127.f), 127.f));
   return scale;
 }
 
 using QuantPair = std::tuple<at::Tensor, at::Tensor>;
 
-QuantPair quant_outputs(const at::Tensor& x, int64_t n) {
-  return {at::empty({x.size(0), n}, x.options().dtype(at::kChar)), at::empty({x.size(0), 1}, x.options().dtype(at::kFloat))};
-}
-
-// Rows per task: one task below ~16k values (a decode step's row stays on one core).
-int64_t grain(int64_t n) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)); }
-
-template <typename T>
-void norm_quant_rows(const T* x, const T* r, const float* w, T* sum, int8_t* q, float* scales, int64_t n, float eps,
-                     int64_t begin, int64_t end) {
-  std::vector<float> y(n);
-  for (int64_t row = begin; row < end; ++row) {
-    float squares = 0.f;
-    for (int64_t i = 0; i < n; ++i) {
-      float v = float(x[row * n + i]);
-      if (r) {
-        const T stored = T(v + float(r[row * n + i]));
-        sum[row * n + i] = stored;
-        v = float(stored);
+QuantPair quantize_rows(const at::Tensor& y) {
+  const int64_t rows = y.size(0), n = y.size(1);
+  at::Tensor q = at::empty({rows, n}, y.options().dtype(at::kChar));
+  at::Tensor scale = at::empty({rows, 1}, y.options().dtype(at::kFloat));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, y.scalar_type(), "quantize_rows", [&] {
+    const scalar_t* yp = y.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        scale.data_ptr<float>()[row] = quantize_row(yp + row * n, n, q.data_ptr<int8_t>() + row * n);
       }
-      y[i] = v;
-      squares += v * v;
-    }
-    const float rstd = 1.f / std::sqrt(squares / float(n) + eps);
-    for (int64_t i = 0; i < n; ++i) y[i] = float(T(y[i] * rstd * w[i]));
-    scales[row] = quantize_row(y.data(), n, q + row * n);
-  }
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_quant(const at::Tensor& x_in, const at::Tensor* residual,
-                                                          const at::Tensor& weight_in, double eps) {
-  const at::Tensor x = x_in.contiguous(), weight = weight_in.to(at::kFloat).contiguous();
-  const at::Tensor r = residual ? residual->contiguous() : at::Tensor();
-  auto [q, scale] = quant_outputs(x, x.size(1));
-  at::Tensor sum = residual ? at::empty_like(x) : at::Tensor();
-  const int64_t n = x.size(1);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "norm_quant", [&] {
-    const scalar_t* rp = residual ? r.data_ptr<scalar_t>() : nullptr;
-    scalar_t* sp = residual ? sum.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, x.size(0), grain(n), [&](int64_t begin, int64_t end) {
-      norm_quant_rows<scalar_t>(x.data_ptr<scalar_t>(), rp, weight.data_ptr<float>(), sp, q.data_ptr<int8_t>(),
-                                scale.data_ptr<float>(), n, float(eps), begin, end);
     });
   });
-  return {q, scale, sum};
+  return {q, scale};
 }
 
-QuantPair rms_norm_quant(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  auto [q, scale, sum] = norm_quant(x, nullptr, weight, eps);
-  return {q, scale};
+c10::Dispatcher& dispatcher() { return c10::Dispatcher::singleton(); }
+
+// vLLM's CPU kernels take rows of whole vectors; other widths compute as the torch
+// reference does (float32, then the model's dtype).
+constexpr int64_t kVllmRowAlign = 32;
+
+at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const at::Tensor xf = x.to(at::kFloat);
+  return (xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps) * weight.to(at::kFloat)).to(x.scalar_type());
+}
+
+QuantPair rms_norm_quant(const at::Tensor& x_in, const at::Tensor& weight, double eps) {
+  static auto rms_norm = dispatcher()
+                             .findSchemaOrThrow("_C::rms_norm", "")
+                             .typed<void(at::Tensor&, at::Tensor&, std::optional<at::Tensor>, double)>();
+  at::Tensor x = x_in.contiguous();
+  if (x.size(1) % kVllmRowAlign) return quantize_rows(rms_norm_rows(x, weight, eps));
+  at::Tensor normed = at::empty_like(x);
+  rms_norm.call(normed, x, weight, eps);
+  return quantize_rows(normed);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm_quant(const at::Tensor& x, const at::Tensor& residual,
                                                                   const at::Tensor& weight, double eps) {
-  return norm_quant(x, &residual, weight, eps);
+  static auto fused_add_rms_norm =
+      dispatcher()
+          .findSchemaOrThrow("_C::fused_add_rms_norm", "")
+          .typed<void(at::Tensor&, at::Tensor&, std::optional<at::Tensor>, double)>();
+  if (x.size(1) % kVllmRowAlign) {
+    const at::Tensor summed = (x.to(at::kFloat) + residual.to(at::kFloat)).to(x.scalar_type());
+    auto [q, scale] = quantize_rows(rms_norm_rows(summed, weight, eps));
+    return {q, scale, summed};
+  }
+  at::Tensor normed = x.contiguous().clone(), summed = residual.contiguous().clone();  // vLLM's op is in place
+  fused_add_rms_norm.call(normed, summed, weight, eps);
+  auto [q, scale] = quantize_rows(normed);
+  return {q, scale, summed};
 }
 
 QuantPair swiglu_quant(const at::Tensor& x_in) {
-  const at::Tensor x = x_in.contiguous();
+  static auto silu_and_mul =
+      dispatcher().findSchemaOrThrow("_C::silu_and_mul", "").typed<void(at::Tensor&, at::Tensor&)>();
+  at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(1) / 2;
-  auto [q, scale] = quant_outputs(x, n);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "swiglu_quant", [&] {
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    at::parallel_for(0, x.size(0), grain(n), [&](int64_t begin, int64_t end) {
-      std::vector<float> y(n);
-      for (int64_t row = begin; row < end; ++row) {
-        const scalar_t* gate = xp + row * 2 * n;
-        for (int64_t i = 0; i < n; ++i) {
-          const float g = float(gate[i]);
-          y[i] = float(scalar_t(g / (1.f + std::exp(-g)) * float(gate[n + i])));
-        }
-        scale.data_ptr<float>()[row] = quantize_row(y.data(), n, q.data_ptr<int8_t>() + row * n);
-      }
-    });
-  });
-  return {q, scale};
+  if (n % kVllmRowAlign) {
+    return quantize_rows((at::silu(x.slice(1, 0, n).to(at::kFloat)) * x.slice(1, n).to(at::kFloat)).to(x.scalar_type()));
+  }
+  at::Tensor act = at::empty({x.size(0), n}, x.options());
+  silu_and_mul.call(act, x);
+  return quantize_rows(act);
 }
 
 }  // namespace
