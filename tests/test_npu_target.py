@@ -60,4 +60,4 @@ def test_npu_target_through_the_fake_torch_npu():
         cwd=FAKES.parents[1],
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "11 passed" in proc.stdout
+    assert "12 passed" in proc.stdout

@@ -69,20 +69,9 @@ def reference(w8a8):
     return w8a8_reference.load(w8a8)
 
 
-def text_logprobs(model, text: list[int]) -> list[float]:
-    table = w8a8_reference.logprobs(model, text[:1], text[1:])
-    return [float(table[i][t]) for i, t in enumerate(text[1:])]
-
-
 @pytest.fixture(scope="module")
 def floor(w8a8, reference):
-    """The reference against itself with one-ulp input noise: (text logprobs, mean and max
-    |difference|), the bar for every engine."""
-    text = text_ids(str(w8a8))
-    exact, nudged = text_logprobs(reference, text), text_logprobs(w8a8_reference.load(w8a8, noise=1e-7), text)
-    diffs = [abs(a - b) for a, b in zip(exact, nudged)]
-    print(f"noise floor: mean |diff| {sum(diffs) / len(diffs):.4f}, max {max(diffs):.3f}")
-    return exact, sum(diffs) / len(diffs), max(diffs)
+    return w8a8_reference.noise_floor(w8a8, reference, text_ids(str(w8a8)))
 
 
 def test_each_engine_runs_its_own_int8_kernel(runs):
@@ -107,13 +96,7 @@ def test_greedy_tokens_are_the_references_choice_or_a_near_tie(mode, runs, refer
     own tokens: a token the reference ranks below its best by more than the noise floor's
     largest move, or a logprob further off than that, is a bug, not rounding."""
     _, _, floor_max = floor
-    worst_gap, worst_logprob = 0.0, 0.0
-    run = run_of(runs, mode)
-    for ids, tokens, logprobs in zip(prompt_ids(str(w8a8)), run["tokens"], run["logprobs"]):
-        ref = w8a8_reference.logprobs(reference, ids, tokens)
-        for step, (token, logprob) in enumerate(zip(tokens, logprobs)):
-            worst_gap = max(worst_gap, float(ref[step].max() - ref[step][token]))
-            worst_logprob = max(worst_logprob, abs(logprob - float(ref[step][token])))
+    worst_gap, worst_logprob = w8a8_reference.worst_moves(reference, prompt_ids(str(w8a8)), run_of(runs, mode))
     print(f"{mode}: worst gap to the reference's choice {worst_gap:.3f}, worst logprob difference {worst_logprob:.3f}")
     assert worst_gap < floor_max and worst_logprob < floor_max
 
@@ -137,7 +120,7 @@ def test_perplexity_within_3_percent_of_the_float_model(runs, default_model, w8a
         return math.exp(-sum(logprobs) / len(logprobs))
 
     float_model = AutoModelForCausalLM.from_pretrained(str(default_model), dtype=torch.float32).eval()
-    float_ = ppl(text_logprobs(float_model, text_ids(str(w8a8))))
+    float_ = ppl(w8a8_reference.text_logprobs(float_model, text_ids(str(w8a8))))
     quantized = ppl(runs["graph"]["text_logprobs"])
     print(f"perplexity on {len(runs['graph']['text_logprobs'])} tokens: W8A8 graph {quantized:.3f}, float {float_:.3f}")
     assert abs(quantized / float_ - 1) < 0.03

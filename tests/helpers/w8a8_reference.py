@@ -59,3 +59,31 @@ def logprobs(model, prompt: list[int], tokens: list[int]) -> torch.Tensor:
     seq = torch.tensor([prompt + tokens])
     logits = model(seq).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(tokens)]
     return torch.log_softmax(logits.float(), dim=-1)
+
+
+def text_logprobs(model, text: list[int]) -> list[float]:
+    """Each text token's logprob after the ones before it."""
+    table = logprobs(model, text[:1], text[1:])
+    return [float(table[i][t]) for i, t in enumerate(text[1:])]
+
+
+def noise_floor(folder, reference, text: list[int]) -> tuple[list[float], float, float]:
+    """The reference against itself with one-ulp input noise: (its text logprobs, mean and
+    max |difference|), the bar for every engine."""
+    exact, nudged = text_logprobs(reference, text), text_logprobs(load(folder, noise=1e-7), text)
+    diffs = [abs(a - b) for a, b in zip(exact, nudged)]
+    print(f"noise floor: mean |diff| {sum(diffs) / len(diffs):.4f}, max {max(diffs):.3f}")
+    return exact, sum(diffs) / len(diffs), max(diffs)
+
+
+def worst_moves(reference, prompts, run: dict) -> tuple[float, float]:
+    """An engine's greedy run scored teacher-forced on its own tokens: (the largest gap
+    between the reference's best logprob and the chosen token's, the largest difference
+    between the engine's logprob and the reference's)."""
+    worst_gap, worst_logprob = 0.0, 0.0
+    for ids, tokens, engine_logprobs in zip(prompts, run["tokens"], run["logprobs"]):
+        ref = logprobs(reference, ids, tokens)
+        for step, (token, logprob) in enumerate(zip(tokens, engine_logprobs)):
+            worst_gap = max(worst_gap, float(ref[step].max() - ref[step][token]))
+            worst_logprob = max(worst_logprob, abs(logprob - float(ref[step][token])))
+    return worst_gap, worst_logprob

@@ -1,0 +1,56 @@
+"""A tiny seeded Qwen3 quantized to W8A8 offline (quantize.py, the same recipe as the
+SmolLM2 checkpoint), served in graph mode and eagerly: Qwen3's per-head q/k RMSNorms sit
+beside the quantized linears, and the quant fusions must take only the norms a
+quantization reads. Scored against the pure-torch W8A8 forward as test_w8a8.py scores
+SmolLM2 (teacher-forced, held to the reference's own one-ulp noise floor)."""
+
+import tempfile
+
+import pytest
+from helpers import w8a8_reference
+from helpers.graph_runs import run_script
+from helpers.w8a8_driver import prompt_ids, text_ids
+
+pytestmark = pytest.mark.engine
+
+LAYERS = 2  # the tiny models' depth (models.py)
+
+
+@pytest.fixture(scope="module")
+def qwen3_w8a8(tiny_model):
+    from vllm_npu_graph.quantize import build_w8a8
+
+    source = tiny_model("qwen3")
+    return build_w8a8(source, source.with_name(f"{source.name}-W8A8"))
+
+
+@pytest.fixture(scope="module")
+def runs(qwen3_w8a8):
+    return {
+        mode: run_script("w8a8_driver.py", qwen3_w8a8, mode, VLLM_CACHE_ROOT=tempfile.mkdtemp(prefix="npu_graph_"))
+        for mode in ("graph", "eager")
+    }
+
+
+def test_the_quant_fusions_take_the_layer_norms_not_the_qk_norms(runs):
+    """One input norm without a residual, 2 * LAYERS - 1 residual norms before a
+    quantized linear (the last is the final norm), one SwiGLU a layer; the q/k norms
+    (2 a layer) stay RMSNorms."""
+    log = runs["graph"][1]
+    fused = f"rms_norm_quant=1 add_rms_norm_quant={2 * LAYERS - 1} swiglu_quant={LAYERS}"
+    assert f"rms_norm={1 + 2 * LAYERS} add_rms_norm={2 * LAYERS} swiglu={LAYERS} {fused}" in log, log[-3000:]
+
+
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_greedy_tokens_and_text_logprobs_within_the_noise_floor(mode, runs, qwen3_w8a8):
+    reference = w8a8_reference.load(qwen3_w8a8)
+    exact, floor_mean, floor_max = w8a8_reference.noise_floor(qwen3_w8a8, reference, text_ids(str(qwen3_w8a8)))
+    run = runs[mode][0]
+    gap, logprob = w8a8_reference.worst_moves(reference, prompt_ids(str(qwen3_w8a8)), run)
+    diffs = [abs(a - b) for a, b in zip(run["text_logprobs"], exact)]
+    mean = sum(diffs) / len(diffs)
+    print(f"{mode}: worst gap {gap:.3f}, worst logprob {logprob:.3f}; text mean {mean:.4f}, max {max(diffs):.3f}")
+    # A wide-init tiny model may have no near-ties at all (floor 0): then only float noise.
+    bar = max(floor_max, 1e-3)
+    assert gap < bar and logprob < bar
+    assert mean < 1.25 * floor_mean + 1e-4 and max(diffs) < 1.5 * bar
