@@ -9,8 +9,8 @@ an ulp of the model's dtype, which can cross a rounding boundary; a bfloat16 ulp
 row's largest value is half a step); scales within 1e-5 relative in float32 and one ulp
 in float16 / bfloat16 (the row's largest value). The fused torch reference is the
 unfused one composed, so on the reference kernels the fusion passes change nothing.
-Row widths not a multiple of 32 take the host ops' own path (vLLM's kernels need whole
-vectors)."""
+Float16 / bfloat16 rows, and rows not a multiple of 32 wide, take the host ops' own
+path (vLLM's kernels need whole vectors, and its AVX2 build truncates to bfloat16)."""
 
 import os
 from functools import partial

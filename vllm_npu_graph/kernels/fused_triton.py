@@ -9,6 +9,18 @@ from vllm_npu_graph.kernels.launch import LaunchTable
 
 
 @triton.jit
+def _norm_row(x_ptr, r_ptr, sum_ptr, row, s_x, s_r, s_s, c, mask, w, n, eps, HAS_RESIDUAL: tl.constexpr):
+    """One row's RMSNorm in fp32 (x + residual first, stored in the model's dtype, if given)."""
+    x = tl.load(x_ptr + row * s_x + c, mask=mask, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        x = x + tl.load(r_ptr + row * s_r + c, mask=mask, other=0.0).to(tl.float32)
+        x = x.to(sum_ptr.dtype.element_ty)
+        tl.store(sum_ptr + row * s_s + c, x, mask=mask)
+        x = x.to(tl.float32)
+    return x * (1.0 / tl.sqrt(tl.sum(x * x, 0) / n + eps)) * w
+
+
+@triton.jit
 def _rms_norm_kernel(
     x_ptr,
     r_ptr,
@@ -29,14 +41,8 @@ def _rms_norm_kernel(
     mask = c < n
     w = tl.load(w_ptr + c, mask=mask, other=0.0).to(tl.float32)
     for row in range(tl.program_id(0), rows, tl.num_programs(0)):
-        x = tl.load(x_ptr + row * s_x + c, mask=mask, other=0.0).to(tl.float32)
-        if HAS_RESIDUAL:
-            x = x + tl.load(r_ptr + row * s_r + c, mask=mask, other=0.0).to(tl.float32)
-            x = x.to(sum_ptr.dtype.element_ty)
-            tl.store(sum_ptr + row * s_s + c, x, mask=mask)
-            x = x.to(tl.float32)
-        inv = 1.0 / tl.sqrt(tl.sum(x * x, 0) / n + eps)
-        tl.store(y_ptr + row * s_y + c, (x * inv * w).to(y_ptr.dtype.element_ty), mask=mask)
+        y = _norm_row(x_ptr, r_ptr, sum_ptr, row, s_x, s_r, s_s, c, mask, w, n, eps, HAS_RESIDUAL)
+        tl.store(y_ptr + row * s_y + c, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 def rms_norm(x, weight, eps, *, table: LaunchTable):

@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from vllm_npu_graph.kernels.fused_triton import _norm_row
 from vllm_npu_graph.kernels.launch import LaunchTable
 
 
@@ -52,14 +53,8 @@ def _rms_norm_quant_kernel(
     mask = c < n
     w = tl.load(w_ptr + c, mask=mask, other=0.0).to(tl.float32)
     for row in range(tl.program_id(0), rows, tl.num_programs(0)):
-        x = tl.load(x_ptr + row * s_x + c, mask=mask, other=0.0).to(tl.float32)
-        if HAS_RESIDUAL:
-            x = x + tl.load(r_ptr + row * s_r + c, mask=mask, other=0.0).to(tl.float32)
-            x = x.to(sum_ptr.dtype.element_ty)
-            tl.store(sum_ptr + row * s_s + c, x, mask=mask)
-            x = x.to(tl.float32)
-        inv = 1.0 / tl.sqrt(tl.sum(x * x, 0) / n + eps)
-        y = (x * inv * w).to(x_ptr.dtype.element_ty).to(tl.float32)
+        y = _norm_row(x_ptr, r_ptr, sum_ptr, row, s_x, s_r, s_s, c, mask, w, n, eps, HAS_RESIDUAL)
+        y = y.to(x_ptr.dtype.element_ty).to(tl.float32)
         scale = _scale_of(tl.max(tl.abs(y), 0))
         tl.store(q_ptr + row * s_q + c, _quantize(y, scale), mask=mask)
         tl.store(scale_ptr + row, scale)

@@ -111,13 +111,17 @@ def paged_attention(
     return out
 
 
-# vLLM's CPU norm and activation kernels take rows of whole vectors; other widths run
-# the torch reference.
+# vLLM's CPU norm and activation kernels take float32 rows of whole vectors (its AVX2
+# build rounds to bfloat16 by truncation); other rows run the torch reference.
 ROW_ALIGN = 32
 
 
+def _vllm_rows(x: torch.Tensor, width: int) -> bool:
+    return x.dtype == torch.float32 and width % ROW_ALIGN == 0
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if x.shape[-1] % ROW_ALIGN:
+    if not _vllm_rows(x, x.shape[-1]):
         return fused_reference.rms_norm(x, weight, eps)
     out = torch.empty_like(x)
     _C.rms_norm(out, x.contiguous(), weight, eps)
@@ -127,7 +131,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float):
     """(rms_norm(x + residual), x + residual) from vLLM's in-place op, on copies (ours is
     functional)."""
-    if x.shape[-1] % ROW_ALIGN:
+    if not _vllm_rows(x, x.shape[-1]):
         return fused_reference.add_rms_norm(x, residual, weight, eps)
     normed, summed = x.contiguous().clone(), residual.contiguous().clone()
     _C.fused_add_rms_norm(normed, summed, weight, eps)
@@ -135,7 +139,7 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, 
 
 
 def swiglu(x: torch.Tensor) -> torch.Tensor:
-    if (x.shape[-1] // 2) % ROW_ALIGN:
+    if not _vllm_rows(x, x.shape[-1] // 2):
         return fused_reference.swiglu(x)
     out = x.new_empty(*x.shape[:-1], x.shape[-1] // 2)
     _C.silu_and_mul(out, x.contiguous())

@@ -313,9 +313,12 @@ QuantPair quantize_rows(const at::Tensor& y) {
 
 c10::Dispatcher& dispatcher() { return c10::Dispatcher::singleton(); }
 
-// vLLM's CPU kernels take rows of whole vectors; other widths compute as the torch
-// reference does (float32, then the model's dtype).
+// vLLM's CPU kernels take float32 rows of whole vectors (its AVX2 build rounds to
+// bfloat16 by truncation); other rows compute as the torch reference does (float32, then
+// the model's dtype, rounded to nearest).
 constexpr int64_t kVllmRowAlign = 32;
+
+bool vllm_rows(const at::Tensor& x, int64_t width) { return x.scalar_type() == at::kFloat && width % kVllmRowAlign == 0; }
 
 at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps) {
   const at::Tensor xf = x.to(at::kFloat);
@@ -327,7 +330,7 @@ QuantPair rms_norm_quant(const at::Tensor& x_in, const at::Tensor& weight, doubl
                              .findSchemaOrThrow("_C::rms_norm", "")
                              .typed<void(at::Tensor&, at::Tensor&, std::optional<at::Tensor>, double)>();
   at::Tensor x = x_in.contiguous();
-  if (x.size(1) % kVllmRowAlign) return quantize_rows(rms_norm_rows(x, weight, eps));
+  if (!vllm_rows(x, x.size(1))) return quantize_rows(rms_norm_rows(x, weight, eps));
   at::Tensor normed = at::empty_like(x);
   rms_norm.call(normed, x, weight, eps);
   return quantize_rows(normed);
@@ -339,7 +342,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm_quant(const at::Tens
       dispatcher()
           .findSchemaOrThrow("_C::fused_add_rms_norm", "")
           .typed<void(at::Tensor&, at::Tensor&, std::optional<at::Tensor>, double)>();
-  if (x.size(1) % kVllmRowAlign) {
+  if (!vllm_rows(x, x.size(1))) {
     const at::Tensor summed = (x.to(at::kFloat) + residual.to(at::kFloat)).to(x.scalar_type());
     auto [q, scale] = quantize_rows(rms_norm_rows(summed, weight, eps));
     return {q, scale, summed};
@@ -355,7 +358,7 @@ QuantPair swiglu_quant(const at::Tensor& x_in) {
       dispatcher().findSchemaOrThrow("_C::silu_and_mul", "").typed<void(at::Tensor&, at::Tensor&)>();
   at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(1) / 2;
-  if (n % kVllmRowAlign) {
+  if (!vllm_rows(x, n)) {
     return quantize_rows((at::silu(x.slice(1, 0, n).to(at::kFloat)) * x.slice(1, n).to(at::kFloat)).to(x.scalar_type()));
   }
   at::Tensor act = at::empty({x.size(0), n}, x.options());
