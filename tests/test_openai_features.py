@@ -14,12 +14,15 @@ from helpers.servers import LOG_DIR, serve
 from vllm_npu_graph.models import build_lora_adapter, cache_dir
 
 pytestmark = pytest.mark.engine
-# The same serve options as test_server.py: the compiled decoder's cache entry is shared.
-ARGS = ("--max-model-len", "512", "--served-model-name", "smollm2")
+# One server pair serves the base model's features and the LoRA adapters (each pair costs
+# two engine starts): base-model requests carry no adapter, as on any LoRA deployment.
+ARGS = ("--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "smollm2")
 OURS_ONLY = ("--additional-config", '{"npu_graph": {"host_kv_cache_gib": 0.25}}')
 PEER_ONLY = ("--kv-cache-memory-bytes", str(256 << 20), "--enforce-eager")  # the yardstick for output, not speed
 PROMPT = "List three facts about the Moon:\n1."
 LOGPROB_TOL = 0.05
+LORA_SEEDS = (1, 2, 3)  # three adapters for two slots (--max-loras 2): slots get reused
+LORA_PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time,"]
 
 
 @contextlib.contextmanager
@@ -32,8 +35,18 @@ def peer_and_ours(model, name: str, *args: str, ours_only=()):
 
 
 @pytest.fixture(scope="module")
-def servers(default_model):
-    with peer_and_ours(default_model, "features", *ARGS, ours_only=OURS_ONLY) as clients:
+def adapters(default_model):
+    return {
+        f"adapter{seed}": build_lora_adapter(default_model, cache_dir() / "models" / f"lora-smollm2-seed{seed}", seed)
+        for seed in LORA_SEEDS
+    }
+
+
+@pytest.fixture(scope="module")
+def servers(default_model, adapters):
+    lora = ("--enable-lora", "--max-loras", "2", "--max-lora-rank", "8", "--lora-modules")
+    modules = [f"{name}={path}" for name, path in adapters.items()]
+    with peer_and_ours(default_model, "lora", *ARGS, *lora, *modules, ours_only=OURS_ONLY) as clients:
         yield clients
 
 
@@ -180,37 +193,13 @@ def test_embeddings_equal_the_peers(embedders):
     assert (got["ours"][0] - got["ours"][1]).abs().max() > 1e-2  # distinct inputs, distinct embeddings
 
 
-LORA_SEEDS = (1, 2, 3)  # three adapters for two slots (--max-loras 2): slots get reused
-LORA_PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time,"]
-
-
-@pytest.fixture(scope="module")
-def adapters(default_model):
-    return {
-        f"adapter{seed}": build_lora_adapter(default_model, cache_dir() / "models" / f"lora-smollm2-seed{seed}", seed)
-        for seed in LORA_SEEDS
-    }
-
-
-@pytest.fixture(scope="module")
-def lora_servers(default_model, adapters):
-    args = ("--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "smollm2", "--enable-lora")
-    modules = [f"{name}={path}" for name, path in adapters.items()]
-    with peer_and_ours(
-        default_model, "lora", *args, "--max-loras", "2", "--max-lora-rank", "8", "--lora-modules", *modules
-    ) as clients:
-        yield clients
-
-
-def test_lora_adapters_give_the_peers_greedy_text_and_logprobs(lora_servers):
+def test_lora_adapters_give_the_peers_greedy_text_and_logprobs(servers):
     """One request at a time (the peer's CPU LoRA path adds a wrong delta to base-model
     rows batched beside adapter rows: vLLM PR #48421), every adapter in turn."""
-    assert {"smollm2", *(f"adapter{s}" for s in LORA_SEEDS)} <= {m.id for m in lora_servers["ours"].models.list().data}
+    assert {"smollm2", *(f"adapter{s}" for s in LORA_SEEDS)} <= {m.id for m in servers["ours"].models.list().data}
     answers = {}
     for model in ("adapter1", "smollm2", "adapter2", "adapter3", "adapter1"):
-        ours, peer = both(
-            lora_servers, "completion", model=model, prompt=PROMPT, max_tokens=16, temperature=0, logprobs=1
-        )
+        ours, peer = both(servers, "completion", model=model, prompt=PROMPT, max_tokens=16, temperature=0, logprobs=1)
         assert ours.choices[0].text == peer.choices[0].text, model
         pairs = zip(ours.choices[0].logprobs.token_logprobs, peer.choices[0].logprobs.token_logprobs)
         assert max(abs(x - y) for x, y in pairs) < LOGPROB_TOL, model
@@ -218,7 +207,7 @@ def test_lora_adapters_give_the_peers_greedy_text_and_logprobs(lora_servers):
     assert len(set(answers.values())) > 1  # the adapters change the answer: the comparison could fail
 
 
-def test_lora_batches_of_base_and_adapters_equal_merged_hugging_face(default_model, adapters, lora_servers):
+def test_lora_batches_of_base_and_adapters_equal_merged_hugging_face(default_model, adapters, servers):
     """Ours only: base-model and adapter requests sent at once share batches (decode
     graphs captured with vLLM's dummy adapters before any real one loaded); each
     request's greedy tokens equal Hugging Face's on the base model with that adapter
@@ -239,7 +228,7 @@ def test_lora_batches_of_base_and_adapters_equal_merged_hugging_face(default_mod
 
     def ask(key):
         name, prompt = key
-        reply = lora_servers["ours"].completions.create(
+        reply = servers["ours"].completions.create(
             model=name or "smollm2",
             prompt=prompt,
             max_tokens=12,

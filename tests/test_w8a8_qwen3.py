@@ -1,8 +1,9 @@
 """A tiny seeded Qwen3 quantized to W8A8 offline (quantize.py, the same recipe as the
-SmolLM2 checkpoint), served in graph mode and eagerly: Qwen3's per-head q/k RMSNorms sit
-beside the quantized linears, and the quant fusions must take only the norms a
-quantization reads. Scored against the pure-torch W8A8 forward as test_w8a8.py scores
-SmolLM2 (teacher-forced, held to the reference's own one-ulp noise floor)."""
+SmolLM2 checkpoint), served in graph mode with the quant fusions on and off: Qwen3's
+per-head q/k RMSNorms sit beside the quantized linears, and the quant fusions must take
+only the norms a quantization reads. Scored against the pure-torch W8A8 forward as
+test_w8a8.py scores SmolLM2 (teacher-forced, held to the reference's own one-ulp noise
+floor); eager W8A8 is scored there, on SmolLM2."""
 
 import tempfile
 
@@ -14,6 +15,7 @@ from helpers.w8a8_driver import prompt_ids, text_ids
 pytestmark = pytest.mark.engine
 
 LAYERS = 2  # the tiny models' depth (models.py)
+MODES = ("graph", "graph-unfused")  # graph-unfused: the quant fusion passes off
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def qwen3_w8a8(tiny_model):
 def runs(qwen3_w8a8):
     return {
         mode: run_script("w8a8_driver.py", qwen3_w8a8, mode, VLLM_CACHE_ROOT=tempfile.mkdtemp(prefix="npu_graph_"))
-        for mode in ("graph", "eager")
+        for mode in MODES
     }
 
 
@@ -39,9 +41,11 @@ def test_the_quant_fusions_take_the_layer_norms_not_the_qk_norms(runs):
     log = runs["graph"][1]
     fused = f"rms_norm_quant=1 add_rms_norm_quant={2 * LAYERS - 1} swiglu_quant={LAYERS}"
     assert f"rms_norm={1 + 2 * LAYERS} add_rms_norm={2 * LAYERS} swiglu={LAYERS} {fused}" in log, log[-3000:]
+    unfused = runs["graph-unfused"][1]
+    assert "rms_norm_quant=" not in unfused and f"add_rms_norm={2 * LAYERS} swiglu={LAYERS}" in unfused
 
 
-@pytest.mark.parametrize("mode", ["graph", "eager"])
+@pytest.mark.parametrize("mode", MODES)
 def test_greedy_tokens_and_text_logprobs_within_the_noise_floor(mode, runs, qwen3_w8a8):
     reference = w8a8_reference.load(qwen3_w8a8)
     exact, floor_mean, floor_max = w8a8_reference.noise_floor(qwen3_w8a8, reference, text_ids(str(qwen3_w8a8)))

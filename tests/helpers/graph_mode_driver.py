@@ -8,12 +8,11 @@ on). A batch spec is a number of prompts, or `long` / `mid` (prompts of 1,490, 7
 or of 700 and 30 tokens: long contexts decoded in one captured size, with chunked
 prefill beside decodes). Prefix caching is on; max_model_len is 2,048."""
 
-import json
 import os
 import sys
 import tempfile
 
-from helpers.engines import PROMPTS, make_llm, prompts_of_lengths, shutdown_llm
+from helpers.engines import PROMPTS, finish_driver, make_llm, prompts_of_lengths
 from vllm_npu_graph.passes import PASS_NAMES
 
 TRITON = {"npu_graph": {"kernels": "triton"}}
@@ -68,5 +67,4 @@ if __name__ == "__main__":
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompts_for(model, spec)]
         outs = llm.generate(prompts, params, use_tqdm=False)
         results[spec] = [list(o.outputs[0].token_ids) for o in outs]
-    shutdown_llm(llm)
-    print(json.dumps(results), flush=True)
+    finish_driver(llm, results)

@@ -5,7 +5,7 @@ Args: MODEL MODE(graph|eager) SPECULATIVE_CONFIG_JSON BATCHES(comma-separated) M
 import json
 import sys
 
-from helpers.engines import greedy_ids, make_llm, shutdown_llm
+from helpers.engines import finish_driver, greedy_ids, make_llm
 
 # Prompts that quote themselves: n-gram lookup finds continuations in them.
 TEMPLATES = [
@@ -37,5 +37,4 @@ if __name__ == "__main__":
         for m in llm.get_metrics()
         if m.name.startswith("vllm:spec_decode_num_")
     }
-    shutdown_llm(llm)
-    print(json.dumps({"tokens": tokens, "counters": counters}), flush=True)
+    finish_driver(llm, {"tokens": tokens, "counters": counters})

@@ -4,10 +4,9 @@ the last stdout line. Modes: graph, eager (our platform), graph-unfused (graph m
 quant fusion passes off); the peer is the same run with VLLM_NPU_GRAPH_TARGET=auto
 (vLLM's CPU platform, eager)."""
 
-import json
 import sys
 
-from helpers.engines import PROMPTS, make_llm, shutdown_llm
+from helpers.engines import PROMPTS, finish_driver, make_llm
 
 TEXT_TOKENS = 1000
 MAX_TOKENS = 24
@@ -56,5 +55,4 @@ if __name__ == "__main__":
         use_tqdm=False,
     )[0]
     text_logprobs = [lp[t].logprob for t, lp in zip(text[1:], scored.prompt_logprobs[1:])]
-    shutdown_llm(llm)
-    print(json.dumps({"tokens": tokens, "logprobs": logprobs, "text_logprobs": text_logprobs}), flush=True)
+    finish_driver(llm, {"tokens": tokens, "logprobs": logprobs, "text_logprobs": text_logprobs})
