@@ -44,22 +44,25 @@ def tiny_model(default_model):
     return build
 
 
-# The longest modules first (measured in `make test`'s --durations): two workers take
+# The longest modules first (measured in `make test`'s --durations): the workers take
 # whole modules in collection order (--dist loadfile), and a long module started last
-# leaves the other core idle until it ends.
+# leaves the other workers idle until it ends.
 SLOW_MODULES_FIRST = (
     "test_openai_features",
     "test_w8a8",
-    "test_moe_engine",
     "test_ray_executor",
-    "test_faults",
-    "test_spec_decode",
-    "test_passes_engine",
-    "test_bench",
-    "test_hf_parity_smollm2",
+    "test_moe_engine",
     "test_host_isa",
+    "test_spec_decode",
+    "test_hf_parity_smollm2",
+    "test_bench",
+    "test_passes_engine",
+    "test_tensor_parallel",
     "test_triton_engine",
     "test_warmup",
+    "test_faults",
+    "test_w8a8_qwen3",
+    "test_multi_node_mp",
     "test_graph_mode",
 )
 
