@@ -62,12 +62,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Everything: lint, then every test (engine starts included), three test modules at a time
-# on two cores (each module's shared engine stays in its worker; an engine step uses one
-# thread, and an engine test waits on its processes' start-ups and teardowns: two workers
-# kept the cores ~80% busy, a third fills the gaps).
+# Everything: lint, then every test (engine starts included), two test modules at a time
+# (an engine step uses one thread; each module's shared engine stays in its worker).
 test: lint model npu-contract ascend-venv
-	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q -n 3 --dist loadfile --durations=30 tests
+	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q -n 2 --dist loadfile --durations=30 tests
 
 # The fast lane: no engine starts (tests marked `engine` are left out).
 test-fast: model npu-contract ascend-venv

@@ -44,9 +44,9 @@ def tiny_model(default_model):
     return build
 
 
-# The longest modules first (measured in `make test`'s --durations): the workers take
+# The longest modules first (measured in `make test`'s --durations): two workers take
 # whole modules in collection order (--dist loadfile), and a long module started last
-# leaves the other workers idle until it ends.
+# leaves the other core idle until it ends.
 SLOW_MODULES_FIRST = (
     "test_openai_features",
     "test_w8a8",
