@@ -44,6 +44,43 @@ def test_native_attention_equals_the_reference(seq_lens, query_lens, hq, hkv, d,
     assert got[q.shape[0] :].abs().max() == 0
 
 
+@pytest.mark.parametrize(
+    "seq_lens, query_lens, hkv, d, bs, window",
+    [
+        ([1, 16, 17, 40], [1, 1, 1, 1], 3, 64, 16, -1),  # decode
+        ([19, 1, 40, 33], [19, 1, 9, 1], 1, 64, 16, -1),  # mixed prefill and decode
+        ([300, 5], [1, 1], 2, 128, 32, 64),  # 32-token blocks, a sliding window
+        ([4, 17, 40], [4, 4, 4], 2, 64, 16, -1),  # speculative: token + 3 drafts each
+    ],
+)
+def test_cpp_cache_and_attend_equals_the_write_then_attention(seq_lens, query_lens, hkv, d, bs, window):
+    """The host attention op's one C++ call (write, schedule, attention) computes what
+    the two native ops compute: the same cache afterwards and the same rows, bit for
+    bit; a padded token's slot (-1) is not written and a row of no request is zero."""
+    from vllm_npu_graph.targets import host_ops
+
+    assert host_ops.load()
+    hq = 4 * hkv
+    kv_ref, bt, keys, values, q, qsl = build_batch(seq_lens, query_lens, hq, hkv, d, bs, torch.float32)
+    old = [s - ql for s, ql in zip(seq_lens, query_lens)]  # cached before this step
+    kv = native_cache_like(old, bt, keys, values, kv_ref.shape[0], hkv, d, bs)
+    new_k = torch.cat([k[o:] for k, o in zip(keys, old)] + [torch.randn(2, hkv, d)])  # + 2 padded tokens
+    new_v = torch.cat([v[o:] for v, o in zip(values, old)] + [torch.randn(2, hkv, d)])
+    slots = [bt[r, p // bs].long() * bs + p % bs for r, (o, s) in enumerate(zip(old, seq_lens)) for p in range(o, s)]
+    slots = torch.tensor(slots + [-1, -1])
+    query = torch.cat([q, torch.randn(2, hq, d)])
+    qsl, lens = torch.tensor(qsl, dtype=torch.int32), torch.tensor(seq_lens, dtype=torch.int32)
+
+    two_ops = kv.clone()
+    host_native.write_kv_cache(new_k, new_v, two_ops, slots)
+    expected = host_native.paged_attention(query, two_ops, qsl, lens, bt, d**-0.5, window if window > 0 else None, 1, 0)
+    with no_host_sync():
+        got = torch.ops.npu_graph_host.cache_and_attend(query, new_k, new_v, kv, slots, qsl, lens, bt, d**-0.5, window)
+    assert torch.equal(kv, two_ops)
+    assert torch.equal(got, expected.flatten(1))
+    assert got[q.shape[0] :].abs().max() == 0
+
+
 @pytest.mark.parametrize("m, n, k, bias", [(1, 1536, 576, False), (16, 960, 576, True), (3, 49152, 64, False)])
 def test_packed_linear_equals_f_linear(m, n, k, bias):
     x, w = torch.randn(m, k), torch.randn(n, k) / math.sqrt(k)

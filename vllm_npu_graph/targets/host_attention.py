@@ -6,7 +6,8 @@ A replayed host graph is Python calling ops, and vLLM's two attention ops cost a
 dummy dependency tensor). After our attention pass (on by default on the host), this step
 fuses each layer's `unified_kv_cache_update` and `npu_graph::attention` into
 `npu_graph_host::attention`, which looks the layer up once and calls our backend's write
-and attention, so the kernels (and the `kernels` choice) are the same as before; with the
+and attention, so the kernels (and the `kernels` choice) are the same as before (with
+the native kernels, write and attention are one C++ call: `cache_and_attend`); with the
 attention pass switched off, vLLM's pair stays. A device graph replays kernels, not
 Python: the NPU keeps the pair.
 """
@@ -16,6 +17,7 @@ import torch.fx as fx
 from vllm.model_executor.layers.attention.attention import get_attention_context
 from vllm.utils.torch_utils import LayerNameType, _resolve_layer_name
 
+from vllm_npu_graph.ops import kernel_choice
 from vllm_npu_graph.passes._match import is_call, replace_node
 
 NAME = "host_attention"  # the lowering step's name in the pass log
@@ -26,6 +28,21 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layer
     """Writes key and value to the layer's KV cache, then returns the attention of
     `query` [T, H, D] over it as [T, H * D] (what the pair computed)."""
     metadata, layer, kv_cache, slot_mapping = get_attention_context(_resolve_layer_name(layer_name))
+    native = kernel_choice.impls.get("cache_and_attend")
+    if native is not None and metadata is not None:  # native kernels: one C++ call
+        impl = layer.impl
+        return native(
+            query,
+            key,
+            value,
+            kv_cache,
+            slot_mapping,
+            metadata.query_start_loc,
+            metadata.seq_lens,
+            metadata.block_table,
+            impl.scale,
+            impl.sliding_window or -1,
+        )
     if slot_mapping is not None:  # None: no KV cache yet (profiling run)
         layer.impl.do_kv_cache_update(layer, key, value, kv_cache, slot_mapping)
     out = query.new_empty(query.shape)

@@ -236,8 +236,17 @@ def fused_quant_ops() -> dict:
     }
 
 
+def cache_and_attend_ops() -> dict:
+    """A layer's KV write, schedule and attention as one C++ call (host_ops.cpp), the same
+    kernels as write_kv_cache + paged_attention; without the C++ ops, those two."""
+    from vllm_npu_graph.targets import host_ops
+
+    return {"cache_and_attend": torch.ops.npu_graph_host.cache_and_attend.default} if host_ops.load() else {}
+
+
 def native_ops() -> dict:
     return {
+        **cache_and_attend_ops(),
         **fused_quant_ops(),
         "quant_per_token": quant_per_token,
         "int8_linear": int8_linear,

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
@@ -366,6 +367,53 @@ QuantPair swiglu_quant(const at::Tensor& x_in) {
   return quantize_rows(act);
 }
 
+// One layer's KV-cache write and attention on vLLM CPU's kernels, in one call from the
+// graph's attention op (a replayed step otherwise spends ~a dozen Python-level calls a
+// layer around ~20 us of kernels). kv_cache [blocks, kv_heads, block_size, 2 * head]
+// holds a block's keys, then its values; padding slots (-1) are skipped by the write,
+// rows of no request are zero; the work schedule is built from the tensors, per call.
+at::Tensor cache_and_attend(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                            const at::Tensor& kv_cache, const std::optional<at::Tensor>& slot_mapping,
+                            const at::Tensor& query_start_loc, const at::Tensor& seq_lens,
+                            const at::Tensor& block_table, double scale, int64_t window) {
+  static auto write = dispatcher()
+                          .findSchemaOrThrow("_C::cpu_attn_reshape_and_cache", "")
+                          .typed<void(const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&,
+                                      const at::Tensor&, const std::string&, double, double, const std::string&)>();
+  static auto schedule = dispatcher()
+                             .findSchemaOrThrow("_C::get_scheduler_metadata", "")
+                             .typed<at::Tensor(int64_t, int64_t, int64_t, int64_t, const at::Tensor&,
+                                               at::ScalarType, const at::Tensor&, bool, int64_t, const std::string&,
+                                               bool, const std::optional<at::Tensor>&, const std::string&)>();
+  static auto attend =
+      dispatcher()
+          .findSchemaOrThrow("_C::cpu_attention_with_kv_cache", "")
+          .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, const at::Tensor&,
+                      const at::Tensor&, double, bool, const std::optional<at::Tensor>&, c10::SymInt,
+                      const at::Tensor&, double, const at::Tensor&, const std::optional<at::Tensor>&,
+                      const std::optional<at::Tensor>&, double, double, const std::string&)>();
+  const int64_t blocks = kv_cache.size(0), kv_heads = kv_cache.size(1), block_size = kv_cache.size(2);
+  const int64_t head = kv_cache.size(3) / 2;
+  const at::Tensor halves = kv_cache.view({blocks, kv_heads, 2 * block_size, head});
+  at::Tensor key_cache = halves.narrow(2, 0, block_size), value_cache = halves.narrow(2, block_size, block_size);
+  static const std::string vec = "vec", vec16 = "vec16", cache_dtype = "auto";
+  const std::string& isa = block_size % 32 == 0 && head % 32 == 0 ? vec : vec16;  // vLLM CPU's vector width
+  if (slot_mapping) {
+    const int64_t n = slot_mapping->size(0);
+    write.call(key.narrow(0, 0, n), value.narrow(0, 0, n), key_cache, value_cache, *slot_mapping, isa, 1.0, 1.0,
+               cache_dtype);
+  }
+  at::Tensor out = at::zeros_like(query);
+  const int64_t reqs = seq_lens.size(0);
+  if (reqs > 0) {
+    const at::Tensor plan = schedule.call(reqs, query.size(1), kv_heads, head, seq_lens, query.scalar_type(),
+                                          query_start_loc, true, window, isa, false, std::nullopt, cache_dtype);
+    attend.call(query, key_cache, value_cache, out, query_start_loc, seq_lens, scale, true, std::nullopt,
+                c10::SymInt(window), block_table, 0.0, plan, std::nullopt, std::nullopt, 1.0, 1.0, cache_dtype);
+  }
+  return out.flatten(1);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(npu_graph_host, m) {
@@ -376,6 +424,9 @@ TORCH_LIBRARY(npu_graph_host, m) {
   m.def("rms_norm_quant(Tensor x, Tensor weight, float eps) -> (Tensor, Tensor)");
   m.def("add_rms_norm_quant(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor, Tensor)");
   m.def("swiglu_quant(Tensor x) -> (Tensor, Tensor)");
+  m.def(
+      "cache_and_attend(Tensor query, Tensor key, Tensor value, Tensor(a!) kv_cache, Tensor? slot_mapping, "
+      "Tensor query_start_loc, Tensor seq_lens, Tensor block_table, float scale, int window) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(npu_graph_host, CPU, m) {
@@ -384,4 +435,5 @@ TORCH_LIBRARY_IMPL(npu_graph_host, CPU, m) {
   m.impl("rms_norm_quant", &rms_norm_quant);
   m.impl("add_rms_norm_quant", &add_rms_norm_quant);
   m.impl("swiglu_quant", &swiglu_quant);
+  m.impl("cache_and_attend", &cache_and_attend);
 }
