@@ -92,8 +92,9 @@ op = torch.ops.npu_graph_host.linear.default
 for n, k in [(1001, 600), (7, 20), (49152, 576)]:
     w, b = torch.randn(n, k) / math.sqrt(k), torch.randn(n)
     wide = torch.randn(3, 2 * k)
-    # one row (the matrix-vector kernel), strided rows, several rows (oneDNN), a transposed weight
-    for x in (wide[:1, :k], wide[:1, ::2], wide[:, ::2], torch.randn(2, 2, k)):
+    # 1-4 rows (our few-rows kernel; rows apart in memory, strided rows), 5 rows (oneDNN),
+    # then a transposed weight
+    for x in (wide[:1, :k], wide[:2, :k], wide[:1, ::2], wide[:, ::2], torch.randn(2, 2, k), torch.randn(5, k)):
         for bias in (None, b):
             torch.testing.assert_close(op(x, w, bias), torch.nn.functional.linear(x, w, bias), atol=1e-4, rtol=1e-4)
     w_t = torch.randn(k, n).t()

@@ -153,8 +153,9 @@ def test_cpp_linear_equals_f_linear_and_reuses_its_pack():
 
 @pytest.mark.parametrize("n, k", [(1001, 600), (7, 20), (49152, 576)])
 def test_cpp_linear_one_row_equals_f_linear(n, k):
-    """One row is the matrix-vector kernel (AVX-512) or oneDNN: rows split between
-    threads, widths off its 32-float step, strided inputs, and a transposed weight."""
+    """One row is our few-rows kernel (x86) or oneDNN: weight rows split between
+    threads, counts off its 4-row tile, widths off its vector step, strided inputs, and
+    a transposed weight."""
     from vllm_npu_graph.targets import host_ops
 
     assert host_ops.load()

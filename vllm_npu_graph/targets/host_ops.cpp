@@ -2,10 +2,12 @@
 // ~120 GEMMs without a Python frame each. Several rows: the weight is packed for oneDNN
 // once (vLLM's CPU build: `_C::create_onednn_mm_handler`, or for W8A8
 // `_C::create_onednn_scaled_mm_handler`) and every call is `_C::onednn_mm` /
-// `_C::onednn_scaled_mm`. One row (batch-1 decode): a matrix-vector product that streams
+// `_C::onednn_scaled_mm`. One to four rows (small decode batches): a kernel that streams
 // the weight once, both cores splitting its rows (AVX-512 or AVX2 + FMA, by the build's
-// tier; the int8 one AVX2, or AVX-512 VNNI where an AVX-512 build finds it). W8A8's per-token quantization folded into
-// the RMSNorm / add + RMSNorm / SwiGLU before it (the quant fusion passes' ops).
+// tier); one int8 row: an int8 matrix-vector kernel (AVX2, or AVX-512 VNNI where an
+// AVX-512 build finds it). W8A8's per-token quantization folded into the RMSNorm /
+// add + RMSNorm / SwiGLU before it (the quant fusion passes' ops). A layer's KV-cache
+// write and attention: vLLM CPU's kernels in one call.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -33,67 +35,112 @@
 namespace {
 
 #if defined(NPU_GRAPH_MATVEC)
-// y[n] = w[n, :] . x (+ bias[n]) for rows [begin, end). At one token the product is
-// bound by reading the weight (~540 MB a SmolLM2 step): each row is read front to back
-// with a software prefetch 1 KiB ahead, which measured at the bandwidth of a plain
-// reduction over the same bytes here; oneDNN's blocked GEMM reached ~80-90% of it.
-// Built per CPU tier (host_isa.py): 16-float vectors on AVX-512, 8-float on AVX2 + FMA,
-// 32 floats a step either way.
+// y[m, n] = x[m, :] . w[n, :] (+ bias[n]) for a few rows (decode batches of 1-4 tokens).
+// Bound by reading the weight (~540 MB a SmolLM2 step): it is streamed once, four weight
+// rows at a time with a software prefetch 1 KiB ahead, and each row of x is multiplied
+// against them while they are in L1, both cores splitting the weight's rows. oneDNN's
+// packed GEMM reached 77-96% of its rate at 2-4 rows, MKL's gemv 105% at one (SmolLM2's
+// layers, 2-core Intel SPR). Built per CPU tier (host_isa.py): 16-float vectors and 4x4
+// tiles on AVX-512, 8-float vectors and 2x4 tiles on AVX2 + FMA (16 registers).
 #if defined(__AVX512F__)
-inline float dot32(const float* row, const float* x, int64_t k_size, int64_t& k) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  for (; k + 32 <= k_size; k += 32) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + k + 256), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(row + k + 272), _MM_HINT_T0);
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(x + k), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(x + k + 16), acc1);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
+using Vec = __m512;
+constexpr int kLanes = 16, kTileRows = 4;
+inline Vec vzero() { return _mm512_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm512_loadu_ps(p); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline float vsum(Vec v) { return _mm512_reduce_add_ps(v); }
 #else
-inline float dot32(const float* row, const float* x, int64_t k_size, int64_t& k) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-  for (; k + 32 <= k_size; k += 32) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + k + 256), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(row + k + 272), _MM_HINT_T0);
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(x + k), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 8), _mm256_loadu_ps(x + k + 8), acc1);
-    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 16), _mm256_loadu_ps(x + k + 16), acc2);
-    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 24), _mm256_loadu_ps(x + k + 24), acc3);
-  }
-  __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-  __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+using Vec = __m256;
+constexpr int kLanes = 8, kTileRows = 2;
+inline Vec vzero() { return _mm256_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm256_loadu_ps(p); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline float vsum(Vec v) {
+  __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  half = _mm_add_ss(half, _mm_movehdup_ps(half));
-  return _mm_cvtss_f32(half);
+  return _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
 }
 #endif
+constexpr int kTileCols = 4;     // weight rows per tile
+constexpr int64_t kFewRows = 4;  // up to this many rows of x; more go to oneDNN
 
-void matvec_rows(const float* x, const float* w, const float* bias, float* y, int64_t k_size, int64_t begin,
-                 int64_t end) {
-  for (int64_t n = begin; n < end; ++n) {
-    const float* row = w + n * k_size;
-    int64_t k = 0;
-    float sum = dot32(row, x, k_size, k);
-    for (; k < k_size; ++k) sum += row[k] * x[k];
-    y[n] = bias ? sum + bias[n] : sum;
+struct FewRows {
+  const float* x;
+  int64_t ldx;
+  const float* w;
+  int64_t k_size;
+  float* y;
+  int64_t ldy;
+  const float* bias;
+};
+
+// Rows [m, m + M) of x against weight rows [n, n + N); the first pass over the weight
+// rows (m == 0) prefetches them.
+template <int M, int N>
+inline void tile(const FewRows& a, int64_t m, int64_t n) {
+  const float* x = a.x + m * a.ldx;
+  const float* w = a.w + n * a.k_size;
+  const int64_t k_size = a.k_size;
+  Vec acc[M][N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) acc[i][j] = vzero();
+  int64_t k = 0;
+  for (; k + kLanes <= k_size; k += kLanes) {
+    Vec wv[N];
+    for (int j = 0; j < N; ++j) {
+      if (m == 0) _mm_prefetch(reinterpret_cast<const char*>(w + j * k_size + k + 256), _MM_HINT_T0);
+      wv[j] = vload(w + j * k_size + k);
+    }
+    for (int i = 0; i < M; ++i) {
+      const Vec xv = vload(x + i * a.ldx + k);
+      for (int j = 0; j < N; ++j) acc[i][j] = vfma(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < N; ++j) {
+      float sum = vsum(acc[i][j]);
+      for (int64_t r = k; r < k_size; ++r) sum += x[i * a.ldx + r] * w[j * k_size + r];
+      a.y[(m + i) * a.ldy + n + j] = a.bias ? sum + a.bias[n + j] : sum;
+    }
   }
 }
 
-bool matvec(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
-  if (x.size(0) != 1 || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
-      !weight.is_contiguous() || (bias && (bias->scalar_type() != at::kFloat || !bias->is_contiguous()))) {
+template <int N>
+void weight_rows(const FewRows& a, int64_t m_size, int64_t n) {
+  int64_t m = 0;
+  for (; m + kTileRows <= m_size; m += kTileRows) tile<kTileRows, N>(a, m, n);
+  switch (m_size - m) {  // fewer rows left than a tile
+    case 3:
+      if constexpr (kTileRows > 3) tile<3, N>(a, m, n);
+      break;
+    case 2:
+      if constexpr (kTileRows > 2) tile<2, N>(a, m, n);
+      break;
+    case 1:
+      tile<1, N>(a, m, n);
+      break;
+  }
+}
+
+bool few_rows(at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  if (x.size(0) > kFewRows || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
+      !weight.is_contiguous() || x.stride(1) != 1 ||
+      (bias && (bias->scalar_type() != at::kFloat || !bias->is_contiguous()))) {
     return false;
   }
-  at::Tensor row = x.contiguous();
-  const float* xp = row.data_ptr<float>();
-  const float* wp = weight.data_ptr<float>();
-  const float* bp = bias ? bias->data_ptr<float>() : nullptr;
-  float* yp = out.data_ptr<float>();
-  const int64_t k_size = weight.size(1);
-  at::parallel_for(0, weight.size(0), 16, [&](int64_t begin, int64_t end) {
-    matvec_rows(xp, wp, bp, yp, k_size, begin, end);
+  const int64_t m_size = x.size(0), n_size = weight.size(0);
+  const FewRows a{x.data_ptr<float>(), x.stride(0),           weight.data_ptr<float>(), weight.size(1),
+                  out.data_ptr<float>(), out.stride(0), bias ? bias->data_ptr<float>() : nullptr};
+  const int64_t tiles = (n_size + kTileCols - 1) / kTileCols;
+  at::parallel_for(0, tiles, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t * kTileCols;
+      if (n + kTileCols <= n_size) {
+        weight_rows<kTileCols>(a, m_size, n);
+      } else {
+        for (int64_t r = n; r < n_size; ++r) weight_rows<1>(a, m_size, r);
+      }
+    }
   });
   return true;
 }
@@ -184,7 +231,7 @@ bool matvec_int8(at::Tensor& out, const at::Tensor& x_q, const at::Tensor& x_sca
   return true;
 }
 #else
-bool matvec(at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&) { return false; }
+bool few_rows(at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&) { return false; }
 bool matvec_int8(at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                  const std::optional<at::Tensor>&) {
   return false;
@@ -231,7 +278,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::opti
   at::Tensor rows = x.dim() == 2 ? x : x.reshape({-1, weight.size(1)});
   if (rows.stride(-1) != 1) rows = rows.contiguous();  // oneDNN reads unit-stride rows only
   at::Tensor out_rows = out.dim() == 2 ? out : out.view({-1, weight.size(0)});
-  if (!matvec(out_rows, rows, weight, bias)) {
+  if (!few_rows(out_rows, rows, weight, bias)) {
     onednn_mm.call(out_rows, rows, bias, pack_for(weight, [&] { return create.call(weight.t(), 32); }));
   }
   return out;
