@@ -204,3 +204,18 @@ def test_host_ops_build_failure_is_logged_and_the_python_kernel_serves(tmp_path,
         assert "could not be built" in caplog.text
     finally:
         host_ops.load.cache_clear()
+
+
+def test_greedy_argmax_equals_torch_s_first_index_of_the_maximum(monkeypatch):
+    """vLLM CPU's argmax kernel on float32 rows (ties, NaN, strided rows), torch's on
+    others; the runner's sampler takes it from the kernel choice."""
+    from vllm_npu_graph.ops import kernel_choice
+    from vllm_npu_graph.worker.sampler import NPUGraphSampler
+
+    logits = torch.randn(16, 49152)
+    logits[0, 10] = logits[0, 20] = 100.0  # a tie: the first index
+    logits[1, 7] = float("nan")
+    for x in (logits, logits[:, ::2], logits.bfloat16()):
+        assert torch.equal(host_native.greedy_argmax(x), x.argmax(dim=-1))
+    monkeypatch.setitem(kernel_choice.impls, "greedy_argmax", host_native.greedy_argmax)
+    assert torch.equal(NPUGraphSampler.greedy_sample(logits), logits.argmax(dim=-1))

@@ -56,6 +56,7 @@ def configure(table: LaunchTable | None, native: dict[str, Callable] | None = No
         moe_topk_softmax=moe_reference.topk_softmax,  # softmax + top-k: plain device ops
         moe_experts=moe_reference.experts if table is None else partial(moe_triton.experts, table=table),
         moe_pack_weights=lambda w13, w2: (w13, w2),
+        greedy_argmax=lambda logits: logits.argmax(dim=-1).view(-1),
         quant_per_token=quant_reference.quant_per_token,
         int8_linear=quant_reference.int8_linear,
         pack_int8_weight=lambda w, w_scale, out_dtype: (w.t().contiguous(), None),  # [K, N]

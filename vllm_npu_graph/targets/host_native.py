@@ -1,12 +1,13 @@
 """The host target's native ops: what vLLM's CPU build ships, as torch_npu's fused ops
 are the NPU's. Our custom ops dispatch here when the host's kernels choice is `native`.
 
-- Linear layers: our C++ op (targets/host_ops.cpp). One row (batch-1 decode) on AVX-512
-  is its matrix-vector kernel; more rows use weights packed once for oneDNN (vLLM's
+- Linear layers: our C++ op (targets/host_ops.cpp). 1-4 rows (small decode batches) on
+  x86 are its own kernel; more rows use weights packed once for oneDNN (vLLM's
   `create_onednn_mm_handler`), then `onednn_mm` per call: 2-3x faster than an unpacked
   GEMM at decode sizes here. F.linear if the op could not be built.
 - RMSNorm, add+RMSNorm, SwiGLU (the fusion passes' ops): vLLM's C++ kernels.
 - Mixture-of-experts: vLLM's CPU fused-MoE kernel on weights prepacked at load.
+- Greedy sampling: vLLM CPU's argmax kernel (worker/sampler.py).
 - W8A8 linears: vLLM CPU's dynamic per-token int8 quantization; the GEMM is our C++
   op on the int8 weight as loaded (one row: our int8 matrix-vector kernel; more rows:
   vLLM's oneDNN int8 GEMM on a pack made on first use). Without the C++ op, the oneDNN
@@ -186,6 +187,14 @@ def moe_experts(x, topk_weights, topk_ids, w13, w2, expert_map) -> torch.Tensor:
     return out
 
 
+def greedy_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """vLLM CPU's kernel on float32 logits (the first index of each row's maximum, as
+    torch's argmax); other dtypes torch's."""
+    if logits.dtype != torch.float32:
+        return logits.argmax(dim=-1).view(-1)
+    return _C.greedy_argmax(logits.contiguous())
+
+
 def quant_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.contiguous()
     q = torch.empty_like(x, dtype=torch.int8)
@@ -251,6 +260,7 @@ def native_ops() -> dict:
         "quant_per_token": quant_per_token,
         "int8_linear": int8_linear,
         "pack_int8_weight": pack_int8_weight,
+        "greedy_argmax": greedy_argmax,
         "moe_experts": moe_experts,
         "moe_pack_weights": moe_pack_weights,
         "linear": linear_impl(),

@@ -1,7 +1,7 @@
 """The host target's C++ ops (host_ops.cpp), built once per machine and torch version
 with torch's extension builder into our cache folder (~10 s), then loaded. The build is
 for the host's CPU tier (host_isa.py: exactly its instructions, never -march=native): a
-batch-1 linear is our own matrix-vector kernel on AVX-512 and on AVX2 + FMA, and a
+linear of 1-4 rows is our own kernel on AVX-512 and on AVX2 + FMA, and a
 batch-1 W8A8 linear our int8 one (`int8_linear`, on the int8 weight as loaded); W8A8's
 fused quantize ops (RMSNorm / add + RMSNorm / SwiGLU + per-token int8) are C++ too.
 

@@ -18,6 +18,7 @@ from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWra
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.models import cache_dir
 from vllm_npu_graph.targets import get_target
+from vllm_npu_graph.worker.sampler import NPUGraphSampler
 
 logger = get_logger(__name__)
 
@@ -43,6 +44,9 @@ class NPUGraphModelRunner(GPUModelRunner):
         self.faults = faults.plan()
         with self.target.runner_construction():
             super().__init__(vllm_config, device)
+        self.sampler = NPUGraphSampler(
+            logprobs_mode=self.model_config.logprobs_mode, use_fp64_gumbel=self.model_config.use_fp64_gumbel
+        )
 
     def load_model(self, load_dummy_weights: bool = False) -> None:
         super().load_model(load_dummy_weights=load_dummy_weights)
