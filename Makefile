@@ -65,7 +65,7 @@ lint: venv
 # Everything: lint, then every test (engine starts included), two test modules at a time
 # (an engine step uses one thread; each module's shared engine stays in its worker).
 test: lint model npu-contract ascend-venv
-	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q -n 2 --dist loadfile --durations=30 tests
+	VLLM_NPU_GRAPH_TARGET=host $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=30 tests
 
 # The fast lane: no engine starts (tests marked `engine` are left out).
 test-fast: model npu-contract ascend-venv

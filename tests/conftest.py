@@ -17,12 +17,20 @@ os.environ.setdefault("VLLM_NPU_GRAPH_TARGET", "host")
 os.environ.setdefault("VLLM_NPU_GRAPH_STRICT_GRAPHS", "1")
 # `make test` runs two modules at a time: an engine of each computing on every core
 # would put twice as many OpenMP threads as cores on the machine.
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+# The same holds for the references computed in the test process itself (Hugging Face,
+# W8A8): measured here with the other core busy, SmolLM2's greedy reference took 7.0 s on
+# two torch threads and 3.6 s on one (2.1 s on two with the machine idle).
+TWO_MODULES_AT_A_TIME = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
+if TWO_MODULES_AT_A_TIME:
     os.environ.setdefault("VLLM_NPU_GRAPH_HOST_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if TWO_MODULES_AT_A_TIME:
+    torch.set_num_threads(1)
 
 from vllm_npu_graph.models import build_default_model, build_tiny_model, cache_dir  # noqa: E402
 
@@ -44,26 +52,32 @@ def tiny_model(default_model):
     return build
 
 
-# The longest modules first (measured in `make test`'s --durations): two workers take
-# whole modules in collection order (--dist loadfile), and a long module started last
-# leaves the other core idle until it ends.
+# The longest modules first, by their seconds in a `make test` on 2026-12-04 (cold compile
+# caches): two workers take whole modules in collection order (--dist loadfile, with
+# --no-loadscope-reorder: xdist would otherwise order modules by their number of tests),
+# and a long module started last leaves the other core idle until it ends.
 SLOW_MODULES_FIRST = (
-    "test_openai_features",
-    "test_w8a8",
-    "test_ray_executor",
-    "test_moe_engine",
-    "test_host_isa",
-    "test_spec_decode",
-    "test_hf_parity_smollm2",
-    "test_bench",
-    "test_passes_engine",
-    "test_tensor_parallel",
-    "test_triton_engine",
-    "test_warmup",
-    "test_faults",
-    "test_w8a8_qwen3",
-    "test_multi_node_mp",
-    "test_graph_mode",
+    "test_openai_features",  # 452 s
+    "test_w8a8",  # 279
+    "test_ray_executor",  # 232
+    "test_moe_engine",  # 213
+    "test_host_isa",  # 203
+    "test_spec_decode",  # 152
+    "test_passes_engine",  # 151
+    "test_bench",  # 136
+    "test_triton_engine",  # 132
+    "test_hf_parity_smollm2",  # 132
+    "test_tensor_parallel",  # 123
+    "test_warmup",  # 113
+    "test_faults",  # 101
+    "test_w8a8_qwen3",  # 99
+    "test_server",  # 79
+    "test_multi_node_mp",  # 74
+    "test_graph_mode",  # 61
+    "test_data_parallel",  # 52
+    "test_hf_parity_tiny_qwen3",  # 36
+    "test_bad_input",  # 36
+    "test_ascend_ir",  # 27
 )
 
 

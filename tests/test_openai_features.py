@@ -16,9 +16,10 @@ from vllm_npu_graph.models import build_lora_adapter, cache_dir
 pytestmark = pytest.mark.engine
 # One server pair serves the base model's features and the LoRA adapters (each pair costs
 # two engine starts): base-model requests carry no adapter, as on any LoRA deployment.
-ARGS = ("--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "smollm2")
-OURS_ONLY = ("--additional-config", '{"npu_graph": {"host_kv_cache_gib": 0.25}}')
-PEER_ONLY = ("--kv-cache-memory-bytes", str(256 << 20), "--enforce-eager")  # the yardstick for output, not speed
+# A set KV-cache size skips the start-up profile run (its path: test_server.py).
+KV_CACHE = ("--kv-cache-memory-bytes", str(256 << 20))
+ARGS = ("--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "smollm2", *KV_CACHE)
+PEER_ONLY = ("--enforce-eager",)  # the yardstick for output, not speed
 PROMPT = "List three facts about the Moon:\n1."
 LOGPROB_TOL = 0.05
 LORA_SEEDS = (1, 2, 3)  # three adapters for two slots (--max-loras 2): slots get reused
@@ -26,11 +27,11 @@ LORA_PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a ti
 
 
 @contextlib.contextmanager
-def peer_and_ours(model, name: str, *args: str, ours_only=()):
+def peer_and_ours(model, name: str, *args: str):
     """vLLM's CPU platform and ours serving `model` with the same options: their clients."""
     with contextlib.ExitStack() as stack:
         peer = stack.enter_context(serve(model, "auto", *args, *PEER_ONLY, name=name))
-        ours = stack.enter_context(serve(model, "host", *args, *ours_only, name=name))
+        ours = stack.enter_context(serve(model, "host", *args, name=name))
         yield {who: openai.OpenAI(base_url=f"{base}/v1", api_key="-") for who, base in (("ours", ours), ("peer", peer))}
 
 
@@ -46,7 +47,7 @@ def adapters(default_model):
 def servers(default_model, adapters):
     lora = ("--enable-lora", "--max-loras", "2", "--max-lora-rank", "8", "--lora-modules")
     modules = [f"{name}={path}" for name, path in adapters.items()]
-    with peer_and_ours(default_model, "lora", *ARGS, *lora, *modules, ours_only=OURS_ONLY) as clients:
+    with peer_and_ours(default_model, "lora", *ARGS, *lora, *modules) as clients:
         yield clients
 
 
@@ -175,8 +176,7 @@ def test_tokenize_and_seeded_sampling(servers):
 
 @pytest.fixture(scope="module")
 def embedders(default_model):
-    args = ("--max-model-len", "512", "--runner", "pooling", "--convert", "embed", "--served-model-name", "smollm2")
-    with peer_and_ours(default_model, "embed", *args) as clients:
+    with peer_and_ours(default_model, "embed", *ARGS, "--runner", "pooling", "--convert", "embed") as clients:
         yield clients
 
 
