@@ -17,8 +17,10 @@ pytestmark = pytest.mark.engine
 # One server pair serves the base model's features and the LoRA adapters (each pair costs
 # two engine starts): base-model requests carry no adapter, as on any LoRA deployment.
 # A set KV-cache size skips the start-up profile run (its path: test_server.py).
-KV_CACHE = ("--kv-cache-memory-bytes", str(256 << 20))
-ARGS = ("--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "smollm2", *KV_CACHE)
+ARGS = (
+    *("--max-model-len", "512", "--max-num-seqs", "4", "--served-model-name", "smollm2"),
+    *("--kv-cache-memory-bytes", str(256 << 20)),
+)
 PEER_ONLY = ("--enforce-eager",)  # the yardstick for output, not speed
 PROMPT = "List three facts about the Moon:\n1."
 LOGPROB_TOL = 0.05
