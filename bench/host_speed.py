@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import roofline  # bench/roofline.py (this script's folder is on sys.path)
+
 MODES = {  # name -> (VLLM_NPU_GRAPH_TARGET, enforce_eager)
     "peer-eager": ("auto", True),
     "peer-compiled": ("auto", False),
@@ -161,6 +163,22 @@ def _reply(proc) -> dict:
     raise RuntimeError(f"engine process exited with {proc.wait()}")
 
 
+def print_floor(model: str, bandwidth: dict[int, float], peer: str, peer_med: dict) -> None:
+    """Batch 1's floor on this machine (roofline.py): weight bytes a token over the
+    measured read bandwidth, and the lowest time-per-token ratio it leaves."""
+    from vllm_npu_graph.models import build_default_model
+
+    weights = roofline.weight_bytes_per_token(model or build_default_model())
+    ordered = sorted(bandwidth.items())
+    rates = ", ".join(f"{bw / 1e9:.1f} GB/s on {t} thread(s)" for t, bw in ordered)
+    least = ", ".join(f"{weights / bw * 1e3:.1f} ms on {t}" for t, bw in ordered)
+    ratios = " / ".join(f"{weights / bw * 1e3 / peer_med['tpot_ms']:.2f}x" for _, bw in ordered)
+    print(
+        f"batch 1 floor (bench/roofline.py): {weights / 1e6:.0f} MB of weights read a token; read bandwidth "
+        f"{rates} (medians) -> at least {least}: {ratios} of {peer}'s {peer_med['tpot_ms']:.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve")
@@ -188,6 +206,8 @@ def main() -> None:
             args.modes = "peer-eager,peer-compiled,ours-graph,ours-graph-float"
     modes, batches = args.modes.split(","), [int(b) for b in args.batches.split(",")]
     procs, starts, results = {}, {}, {m: {b: [] for b in batches} for m in modes}
+    cpus = len(os.sched_getaffinity(0))
+    bandwidth = {1: [], cpus: []}  # threads -> bytes/s, once a round with every engine paused
     tokens = {}
     for mode in modes:  # cold: each mode its own empty compile caches
         procs[mode], starts[mode] = start(
@@ -204,6 +224,8 @@ def main() -> None:
             flush=True,
         )
     for r in range(args.rounds):
+        for threads, rates in bandwidth.items():
+            rates.append(roofline.read_bandwidth(threads))
         for mode in modes:
             _signal(procs[mode], signal.SIGCONT)
             for b in batches:
@@ -246,6 +268,8 @@ def main() -> None:
                     f"{med['ours-graph'][b]['tok_s'] / med['ours-eager'][b]['tok_s']:.2f}x"
                 )
         print(f"start: graph {starts['ours-graph']:.1f} s vs peer-compiled {starts.get('peer-compiled', 0):.1f} s")
+        if 1 in batches:
+            print_floor(args.model, {t: statistics.median(r) for t, r in bandwidth.items()}, best[1], med[best[1]][1])
     if "ours-graph" in modes and "ours-graph-float" in modes:
         for b in batches:
             q, f = med["ours-graph"][b], med["ours-graph-float"][b]
