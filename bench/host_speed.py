@@ -10,7 +10,9 @@ is not quiet: vLLM's CPU worker keeps polling for a while after each batch, and 
 0.1-0.4 s of a core during another engine's 1.4 s batch-1 run here. Medians are
 reported with the ratios the host-speed goals are stated in. Decode tokens/s and time
 per output token come from the time of N+1 new tokens minus the time of 1 (the
-prefill). Greedy tokens of every mode are compared with our eager mode's.
+prefill). Greedy tokens of every mode are compared with our eager mode's. With batch 1,
+the last line is its floor on this machine (roofline.py): weight bytes a token over the
+read bandwidth measured each round (every engine paused) on 1 thread and on all.
 
 `--host-isa avx2|avx512` runs every mode at that x86 tier on a CPU with a higher one:
 ours through VLLM_NPU_GRAPH_HOST_ISA, the peer's kernel build through bench/peer_isa,
