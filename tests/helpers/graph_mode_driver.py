@@ -1,12 +1,13 @@
 """Runs one engine over batches of several sizes and prints the greedy tokens as JSON
 on the last stdout line; run in a subprocess so tests can check the engine's log too.
 
-Modes: graph (captured sizes 1,2,4,8,16), eager, triton (eager with our Triton
-attention kernels; on the host target they run in the CPU interpreter), triton-graph
-(graph mode with them, sizes 1,2,3), passes (graph mode with every fusion pass forced
-on). A batch spec is a number of prompts, or `long` / `mid` (prompts of 1,490, 700 and 30
-or of 700 and 30 tokens: long contexts decoded in one captured size, with chunked
-prefill beside decodes). Prefix caching is on; max_model_len is 2,048."""
+Modes: graph (captured sizes 1,2,4,8,16; graph-bfloat16 and graph-float16 the same in
+that dtype), eager, triton (eager with our Triton attention kernels; on the host target
+they run in the CPU interpreter), triton-graph (graph mode with them, sizes 1,2,3),
+passes (graph mode with every fusion pass forced on). A batch spec is a number of
+prompts, or `long` / `mid` (prompts of 1,490, 700 and 30 or of 700 and 30 tokens: long
+contexts decoded in one captured size, with chunked prefill beside decodes). Prefix
+caching is on; max_model_len is 2,048."""
 
 import os
 import sys
@@ -19,6 +20,8 @@ TRITON = {"npu_graph": {"kernels": "triton"}}
 MODES = {
     "graph": dict(compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
     "eager": dict(enforce_eager=True),
+    "graph-bfloat16": dict(dtype="bfloat16", compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
+    "graph-float16": dict(dtype="float16", compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
     "eager-reference": dict(enforce_eager=True, additional_config={"npu_graph": {"kernels": "reference"}}),
     "triton": dict(enforce_eager=True, additional_config=TRITON),
     "triton-graph": dict(additional_config=TRITON, compilation_config={"cudagraph_capture_sizes": [1, 2, 3]}),
