@@ -26,7 +26,8 @@ our graph mode on it, and our graph mode on the float model (`ours-graph-float`)
 
     .venv/bin/python bench/host_speed.py --quantized
 
-`--model DIR` measures another folder, e.g. the MoE of realistic proportions:
+`--dtype bfloat16|float16` runs every engine in that dtype (default float32). `--model DIR`
+measures another folder, e.g. the MoE of realistic proportions:
 
     .venv/bin/python -m vllm_npu_graph.models tiny qwen3_moe_bench ~/.cache/vllm-npu-graph/models/moe-bench
     .venv/bin/python bench/host_speed.py --model ~/.cache/vllm-npu-graph/models/moe-bench
@@ -55,7 +56,7 @@ MODES = {  # name -> (VLLM_NPU_GRAPH_TARGET, enforce_eager)
 PROMPT = "Write a short story about robot number {i}."
 
 
-def serve(mode: str, max_num_seqs: int, ours_config: dict, model: str) -> None:
+def serve(mode: str, max_num_seqs: int, ours_config: dict, model: str, dtype: str) -> None:
     """Child: build the engine, then answer {"batch", "tokens"} lines on stdin."""
     from vllm import LLM, SamplingParams
 
@@ -65,7 +66,7 @@ def serve(mode: str, max_num_seqs: int, ours_config: dict, model: str) -> None:
     start = time.perf_counter()
     llm = LLM(
         model=model or str(build_default_model()),
-        dtype="float32",
+        dtype=dtype,
         max_model_len=1024,
         max_num_seqs=max_num_seqs,
         seed=0,
@@ -129,7 +130,7 @@ def mapped_vllm_kernels(proc: subprocess.Popen) -> list[str]:
 
 
 def start(
-    mode: str, max_num_seqs: int, cache: str, ours_config: str, tier: str | None, model: str
+    mode: str, max_num_seqs: int, cache: str, ours_config: str, tier: str | None, model: str, dtype: str
 ) -> tuple[subprocess.Popen, float]:
     env = dict(
         os.environ,
@@ -140,7 +141,7 @@ def start(
     )
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", mode, "--max-num-seqs", str(max_num_seqs), "--ours-config", ours_config]
-        + ["--model", model],
+        + ["--model", model, "--dtype", dtype],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -165,12 +166,12 @@ def _reply(proc) -> dict:
     raise RuntimeError(f"engine process exited with {proc.wait()}")
 
 
-def print_floor(model: str, bandwidth: dict[int, float], peer: str, peer_med: dict) -> None:
+def print_floor(model: str, dtype: str, bandwidth: dict[int, float], peer: str, peer_med: dict) -> None:
     """Batch 1's floor on this machine (roofline.py): weight bytes a token over the
     measured read bandwidth, and the lowest time-per-token ratio it leaves."""
     from vllm_npu_graph.models import build_default_model
 
-    weights = roofline.weight_bytes_per_token(model or build_default_model())
+    weights = roofline.weight_bytes_per_token(model or build_default_model(), 4 if dtype == "float32" else 2)
     ordered = sorted(bandwidth.items())
     rates = ", ".join(f"{bw / 1e9:.1f} GB/s on {t} thread(s)" for t, bw in ordered)
     least = ", ".join(f"{weights / bw * 1e3:.1f} ms on {t}" for t, bw in ordered)
@@ -195,9 +196,10 @@ def main() -> None:
     parser.add_argument("--host-isa", choices=["avx2", "avx512"], help="force every mode to this x86 tier")
     parser.add_argument("--model", default="", help="a model folder (default: the embedded SmolLM2)")
     parser.add_argument("--quantized", action="store_true", help="the embedded model's W8A8 checkpoint")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args()
     if args.serve:
-        return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config), args.model)
+        return serve(args.serve, args.max_num_seqs, json.loads(args.ours_config), args.model, args.dtype)
     float_model = args.model
     if args.quantized:
         from vllm_npu_graph.models import build_default_model
@@ -219,6 +221,7 @@ def main() -> None:
             args.ours_config,
             args.host_isa,
             float_model if mode == "ours-graph-float" else args.model,
+            args.dtype,
         )
         print(
             f"{mode}: engine ready in {starts[mode]:.1f} s (cold); vLLM kernels mapped: "
@@ -271,7 +274,13 @@ def main() -> None:
                 )
         print(f"start: graph {starts['ours-graph']:.1f} s vs peer-compiled {starts.get('peer-compiled', 0):.1f} s")
         if 1 in batches:
-            print_floor(args.model, {t: statistics.median(r) for t, r in bandwidth.items()}, best[1], med[best[1]][1])
+            print_floor(
+                args.model,
+                args.dtype,
+                {t: statistics.median(r) for t, r in bandwidth.items()},
+                best[1],
+                med[best[1]][1],
+            )
     if "ours-graph" in modes and "ours-graph-float" in modes:
         for b in batches:
             q, f = med["ours-graph"][b], med["ours-graph-float"][b]

@@ -15,26 +15,32 @@ import struct
 import time
 from pathlib import Path
 
+FLOATS = {"F32": 4, "F16": 2, "BF16": 2}
 
-def tensor_bytes(model_dir: str | Path) -> dict[str, int]:
-    """name -> stored bytes, for every tensor of the folder's safetensors files."""
+
+def tensor_bytes(model_dir: str | Path, float_bytes: int | None = None) -> dict[str, int]:
+    """name -> bytes, for every tensor of the folder's safetensors files: as stored, or
+    for floating-point tensors at `float_bytes` an element (the dtype the engine casts
+    the checkpoint to)."""
     sizes = {}
     for path in sorted(Path(model_dir).glob("*.safetensors")):
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(length))
         for name, info in header.items():
-            if name != "__metadata__":
-                start, end = info["data_offsets"]
-                sizes[name] = end - start
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            stored = FLOATS.get(info["dtype"])
+            sizes[name] = (end - start) // stored * float_bytes if stored and float_bytes else end - start
     return sizes
 
 
-def weight_bytes_per_token(model_dir: str | Path) -> int:
+def weight_bytes_per_token(model_dir: str | Path, float_bytes: int | None = None) -> int:
     config = json.loads((Path(model_dir) / "config.json").read_text())
     experts = config.get("num_experts") or config.get("num_local_experts") or 0
     top_k = config.get("num_experts_per_tok") or 0
-    sizes = tensor_bytes(model_dir)
+    sizes = tensor_bytes(model_dir, float_bytes)
     has_head = any(name.endswith("lm_head.weight") for name in sizes)
     total = 0.0
     for name, size in sizes.items():

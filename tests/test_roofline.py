@@ -23,3 +23,9 @@ def test_moe_model_reads_top_k_routed_experts_the_shared_expert_and_the_head_not
     moe = experts * hidden + 3 * shared * hidden + hidden + top_k * 3 * expert * hidden  # router, shared + gate
     layer = attention + moe + 2 * hidden
     assert roofline.weight_bytes_per_token(tiny_model("qwen2_moe")) == F32 * (2 * layer + hidden + vocab * hidden)
+
+
+def test_a_half_precision_engine_reads_half_the_float_bytes(default_model):
+    assert 2 * roofline.weight_bytes_per_token(default_model, float_bytes=2) == roofline.weight_bytes_per_token(
+        default_model
+    )
