@@ -229,7 +229,7 @@ def main() -> None:
             flush=True,
         )
     for r in range(args.rounds):
-        for threads, rates in bandwidth.items():
+        for threads, rates in bandwidth.items() if 1 in batches else ():
             rates.append(roofline.read_bandwidth(threads))
         for mode in modes:
             _signal(procs[mode], signal.SIGCONT)
