@@ -17,11 +17,12 @@ from helpers.engines import PROMPTS, finish_driver, make_llm, prompts_of_lengths
 from vllm_npu_graph.passes import PASS_NAMES
 
 TRITON = {"npu_graph": {"kernels": "triton"}}
+GRAPH = dict(compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]})
 MODES = {
-    "graph": dict(compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
+    "graph": GRAPH,
     "eager": dict(enforce_eager=True),
-    "graph-bfloat16": dict(dtype="bfloat16", compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
-    "graph-float16": dict(dtype="float16", compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16]}),
+    "graph-bfloat16": dict(GRAPH, dtype="bfloat16"),
+    "graph-float16": dict(GRAPH, dtype="float16"),
     "eager-reference": dict(enforce_eager=True, additional_config={"npu_graph": {"kernels": "reference"}}),
     "triton": dict(enforce_eager=True, additional_config=TRITON),
     "triton-graph": dict(additional_config=TRITON, compilation_config={"cudagraph_capture_sizes": [1, 2, 3]}),
