@@ -14,7 +14,7 @@ from vllm.config import CUDAGraphMode  # noqa: E402
 from vllm.forward_context import BatchDescriptor, ForwardContext, get_forward_context, override_forward_context  # noqa: E402
 
 from vllm_npu_graph.compilation.capture_sizes import choose_capture_sizes, pad_to, worst_padding  # noqa: E402
-from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper  # noqa: E402
+from vllm_npu_graph.compilation.graph_wrapper import GraphCoverage, NPUGraphWrapper  # noqa: E402
 from vllm_npu_graph.frozen_values import STRICT_ENV, GraphFaithfulnessError, no_host_sync  # noqa: E402
 from vllm_npu_graph.kernels import attention_reference as ref  # noqa: E402
 from vllm_npu_graph.kernels.attention_triton import decode_splits  # noqa: E402
@@ -130,7 +130,7 @@ def test_graphs_are_keyed_on_the_whole_batch_descriptor_and_captured_only_in_the
         calls.append(x.shape[0])
         return x * 2
 
-    wrapper = NPUGraphWrapper(runnable, 8, GraphFallbacks())
+    wrapper = NPUGraphWrapper(runnable, 8, GraphCoverage())
     meta = Meta(1, 8, torch.tensor([1]))
     decode, mixed = BatchDescriptor(8, 8, uniform=True), BatchDescriptor(8, 4, uniform=False)
     with override_forward_context(context(meta, desc=decode)):
@@ -143,6 +143,29 @@ def test_graphs_are_keyed_on_the_whole_batch_descriptor_and_captured_only_in_the
     with override_forward_context(context(meta, desc=mixed)):
         wrapper(torch.ones(8))
     assert calls == [8], "a descriptor with the same token count but another shape replayed the decode graph"
+
+
+def test_coverage_counts_replays_and_fallbacks_of_scheduled_steps_only():
+    coverage = GraphCoverage()
+    wrapper = NPUGraphWrapper(lambda x: x * 2, 8, coverage)
+    decode = BatchDescriptor(8, 8, uniform=True)
+    with override_forward_context(context(Meta(1, 8, torch.tensor([1])), desc=decode)):
+        with wrapper.target.capture_context(), wrapper.capture_phase():
+            wrapper(torch.ones(8))
+        wrapper.serving = True
+        wrapper(torch.ones(8))  # a dummy run (no scheduled tokens): not counted
+        coverage.step_tokens = 5
+        wrapper(torch.ones(8))
+        wrapper(torch.ones(8))
+    with override_forward_context(context(Meta(1, 8, torch.tensor([1])), desc=None)):
+        wrapper(torch.ones(8))
+    assert coverage.as_dict() == {
+        "replayed_steps": {"8": 2},
+        "replayed_tokens": {"8": 10},
+        "eager_steps": {"a prefill or mixed batch (graphs serve decode batches)": 1},
+        "eager_tokens": {"a prefill or mixed batch (graphs serve decode batches)": 5},
+    }
+    assert coverage.summary().startswith("replayed 2 step(s), 10 token(s) (67% of steps; steps by size {8: 2})")
 
 
 def test_capture_sizes_minimise_worst_padding_within_the_limit():

@@ -85,17 +85,6 @@ def load_hf(model_dir):
     return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
 
 
-def continuation_pit_p_value(model, prompt_ids, continuations, temperature: float, seed: int = 0) -> float:
-    """`continuations` sampled at `temperature` (no other constraint) after `prompt_ids`:
-    the p-value of their tokens' PIT values being uniform."""
-    gen = torch.Generator().manual_seed(seed)
-    u = [
-        pit_values(sampled_probs(logits, temperature), torch.tensor(cont), gen)
-        for logits, cont in zip(hf_logits(model, prompt_ids, continuations), continuations)
-    ]
-    return uniformity_p_value(torch.cat(u))
-
-
 def mean_logprob(model, prompt_ids, continuations) -> float:
     """The model's mean log-probability (temperature 1) of the sampled tokens."""
     total, n = 0.0, 0
@@ -109,3 +98,50 @@ def repeat_share(continuations) -> float:
     """Share of tokens equal to the token before them (the garbage signature)."""
     pairs = [(a, b) for c in continuations for a, b in zip(c, c[1:])]
     return sum(a == b for a, b in pairs) / max(len(pairs), 1)
+
+
+def repetition_penalized(logits: torch.Tensor, seen: list[int], penalty: float) -> torch.Tensor:
+    """vLLM's repetition penalty on the tokens already seen (prompt and output)."""
+    out = logits.clone()
+    idx = torch.tensor(sorted(set(seen)))
+    vals = out[..., idx]
+    out[..., idx] = torch.where(vals > 0, vals / penalty, vals * penalty)
+    return out
+
+
+def check(model, samples: dict) -> dict:
+    """Every case of a sampling_runs.sampling_run() result against `model` (a loaded
+    Hugging Face model): {case: p-value}, plus the continuations' mean log-probability
+    and repeat share for the record."""
+    from helpers import sampling_runs as runs
+
+    tok_dir = model.name_or_path
+    result = {}
+    ids = runs.prompt_ids(tok_dir, runs.CONTINUATION_PROMPT)
+    for name, conts in samples["continuations"].items():
+        params = runs.CONTINUATION[name]
+        gen = torch.Generator().manual_seed(0)
+        u = [
+            pit_values(sampled_probs(logits, params["temperature"], params.get("top_k", 0)), torch.tensor(c), gen)
+            for logits, c in zip(hf_logits(model, ids, conts), conts)
+        ]
+        result[f"continuation {name}"] = uniformity_p_value(torch.cat(u))
+    conts = samples["continuations"]["temperature-1"]
+    result["mean logprob"], result["repeat share"] = mean_logprob(model, ids, conts), repeat_share(conts)
+    if samples["single_step"]:
+        ids = runs.prompt_ids(tok_dir, runs.SINGLE_STEP_PROMPT)
+        (logits,) = hf_logits(model, ids, [[0]])
+        logits = logits[0]
+        for name, tokens in samples["single_step"].items():
+            p = dict(runs.SINGLE_STEP[name])
+            penalty = p.pop("repetition_penalty", None)
+            lg = repetition_penalized(logits, ids, penalty) if penalty else logits
+            probs = sampled_probs(lg, **p)
+            counts = torch.bincount(torch.tensor(tokens), minlength=probs.shape[-1])
+            result[f"single step {name}"] = chi_square_p_value(counts, probs)
+    return result
+
+
+def assert_faithful(result: dict, false_alarm: float = 1e-4) -> None:
+    failed = {k: v for k, v in result.items() if k.startswith(("continuation", "single step")) and v < false_alarm}
+    assert not failed, f"sampled output does not follow the model (p < {false_alarm}): {failed}; all: {result}"

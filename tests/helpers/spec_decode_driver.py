@@ -1,11 +1,14 @@
-"""One engine with speculative decoding: greedy tokens for batches of several sizes
-and vLLM's spec-decode counters, as JSON on the last stdout line.
-Args: MODEL MODE(graph|eager) SPECULATIVE_CONFIG_JSON BATCHES(comma-separated) MAX_TOKENS."""
+"""One engine with speculative decoding: greedy tokens for batches of several sizes,
+the sampling harness's samples (sampling_runs.py), and vLLM's spec-decode counters,
+as JSON on the last stdout line.
+Args: MODEL MODE(graph|eager) SPECULATIVE_CONFIG_JSON BATCHES(comma-separated, may be
+empty) MAX_TOKENS [sample]."""
 
 import json
 import sys
 
 from helpers.engines import finish_driver, greedy_ids, make_llm
+from helpers.sampling_runs import sampling_run
 
 # Prompts that quote themselves: n-gram lookup finds continuations in them.
 TEMPLATES = [
@@ -31,10 +34,11 @@ if __name__ == "__main__":
         disable_log_stats=False,
         enforce_eager=mode == "eager",
     )
-    tokens = {n: greedy_ids(llm, prompt_ids(model, int(n)), int(max_tokens)) for n in batches.split(",")}
+    tokens = {n: greedy_ids(llm, prompt_ids(model, int(n)), int(max_tokens)) for n in batches.split(",") if n}
+    samples = sampling_run(llm, model, single_step=False) if sys.argv[6:] == ["sample"] else None
     counters = {
         m.name.removeprefix("vllm:spec_decode_"): getattr(m, "value", None)
         for m in llm.get_metrics()
         if m.name.startswith("vllm:spec_decode_num_")
     }
-    finish_driver(llm, {"tokens": tokens, "counters": counters})
+    finish_driver(llm, {"tokens": tokens, "counters": counters, "samples": samples})

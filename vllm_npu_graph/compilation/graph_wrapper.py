@@ -2,7 +2,7 @@
 
 One device graph per padded batch descriptor: captured in the runner's capture step,
 replayed afterwards. Anything a graph can't serve runs the
-compiled module eagerly, and every such fallback is counted by reason.
+compiled module eagerly; replays are counted per size, fallbacks by reason.
 """
 
 import contextlib
@@ -38,23 +38,59 @@ def _decode_query_len(ctx) -> int:
     return first.decode_query_len if getattr(first, "decode_only", False) else 0
 
 
-class GraphFallbacks:
-    """Why steps ran eagerly, counted; the summary goes to the log and `info`."""
+class GraphCoverage:
+    """What served each scheduled model step: a captured graph (steps and tokens per
+    captured size) or the eager module (steps and tokens per reason). The runner sets
+    `step_tokens` (the step's scheduled tokens) around each step, so dummy runs (warm-up,
+    idle data-parallel ranks) are not counted. The summary goes to the log at shutdown,
+    the counts to the run report and `info`."""
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
+        self.replays: Counter[int] = Counter()
+        self.replayed_tokens: Counter[int] = Counter()
+        self.fallbacks: Counter[str] = Counter()
+        self.fallback_tokens: Counter[str] = Counter()
+        self.step_tokens = 0
+
+    def record_replay(self, size: int) -> None:
+        if not self.step_tokens:
+            return
+        self.replays[size] += 1
+        self.replayed_tokens[size] += self.step_tokens
 
     def record(self, reason: str) -> None:
-        if reason not in self.counts:
+        if not self.step_tokens:
+            return
+        if reason not in self.fallbacks:
             logger.info("npu_graph: eager fallback: %s", reason)
-        self.counts[reason] += 1
+        self.fallbacks[reason] += 1
+        self.fallback_tokens[reason] += self.step_tokens
 
     def summary(self) -> str:
-        return "; ".join(f"{reason}: {n} step(s)" for reason, n in self.counts.most_common()) or "none"
+        steps, tokens = self.replays.total(), self.replayed_tokens.total()
+        eager_steps = self.fallbacks.total()
+        share = 100 * steps / (steps + eager_steps) if steps + eager_steps else 0.0
+        sizes = ", ".join(f"{s}: {self.replays[s]}" for s in sorted(self.replays)) or "none"
+        eager = (
+            "; ".join(f"{r}: {n} step(s), {self.fallback_tokens[r]} token(s)" for r, n in self.fallbacks.most_common())
+            or "none"
+        )
+        return (
+            f"replayed {steps} step(s), {tokens} token(s) ({share:.0f}% of steps; steps by size {{{sizes}}}); "
+            f"eager fallbacks: {eager}"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "replayed_steps": {str(s): n for s, n in sorted(self.replays.items())},
+            "replayed_tokens": {str(s): n for s, n in sorted(self.replayed_tokens.items())},
+            "eager_steps": dict(self.fallbacks),
+            "eager_tokens": dict(self.fallback_tokens),
+        }
 
     def save(self, path: Path, **facts) -> None:
         """Written at engine shutdown; `vllm-npu-graph info` shows the last one."""
-        write_json_atomic(path, {**facts, "eager_fallbacks": dict(self.counts)})
+        write_json_atomic(path, {**facts, "coverage": self.as_dict()})
 
 
 class NPUGraphWrapper(torch.nn.Module):
@@ -63,11 +99,11 @@ class NPUGraphWrapper(torch.nn.Module):
     `capture_phase()` (the runner's capture step); outside it, a descriptor without a
     graph runs eagerly."""
 
-    def __init__(self, runnable, max_capture_size: int, fallbacks: GraphFallbacks) -> None:
+    def __init__(self, runnable, max_capture_size: int, coverage: GraphCoverage) -> None:
         super().__init__()
         self.runnable = runnable
         self.max_capture_size = max_capture_size
-        self.fallbacks = fallbacks
+        self.coverage = coverage
         self.target = get_target()
         self.faults = faults.plan()
         self.graphs: dict[BatchDescriptor, object] = {}
@@ -109,29 +145,31 @@ class NPUGraphWrapper(torch.nn.Module):
                 n = desc.num_tokens if desc is not None else _num_tokens(args, kwargs)
                 decode_query_len = _decode_query_len(ctx)
                 if not decode_query_len:
-                    self.fallbacks.record("a prefill or mixed batch (graphs serve decode batches)")
+                    self.coverage.record("a prefill or mixed batch (graphs serve decode batches)")
                 elif decode_query_len > 1 and desc is not None and not desc.uniform:
-                    self.fallbacks.record(
+                    self.coverage.record(
                         f"a speculative step whose requests carry fewer than {decode_query_len - 1} draft tokens "
                         f"(graphs serve {decode_query_len} query tokens per request)"
                     )
                 elif n is not None and n > self.max_capture_size:
-                    self.fallbacks.record(
+                    self.coverage.record(
                         f"decode batch of more than {self.max_capture_size} tokens (the largest captured size)"
                     )
                 else:
-                    self.fallbacks.record("a batch the graphs don't serve (graphs off for it)")
+                    self.coverage.record("a batch the graphs don't serve (graphs off for it)")
             return self.runnable(*args, **kwargs)
         if desc in self.failed:
             if self.serving:
-                self.fallbacks.record(f"size {desc.num_tokens}: {self.failed[desc]}")
+                self.coverage.record(f"size {desc.num_tokens}: {self.failed[desc]}")
             return self.runnable(*args, **kwargs)
         graph = self.graphs.get(desc)
         if graph is not None:
+            if self.serving:
+                self.coverage.record_replay(desc.num_tokens)
             return graph.replay(args, kwargs)
         if not self.capturing:
             if self.serving:
-                self.fallbacks.record(f"size {desc.num_tokens} was not captured at start-up")
+                self.coverage.record(f"size {desc.num_tokens} was not captured at start-up")
             return self.runnable(*args, **kwargs)
         try:
             injected = self.faults.capture_failure(desc.num_tokens)

@@ -27,11 +27,11 @@ def _token_layout(cu_num_tokens: torch.Tensor, max_len: int):
 def _write_until_first_rejection(output, rows, accepted, valid, tokens, counts, bonus_token_ids) -> None:
     """For each row in `rows`: the tokens up to and including the first rejected
     position, then the bonus token when no draft was rejected."""
-    rejected = valid & ~accepted
-    first = torch.where(rejected.any(1), rejected.float().argmax(1), counts)  # first rejection, or n
-    pos = torch.arange(valid.shape[1], device=valid.device)
-    keep = valid & (pos <= first[:, None]) & rows[:, None]
     width = valid.shape[1]
+    pos = torch.arange(width, device=valid.device)
+    rejected_at = torch.where(valid & ~accepted, pos, width)
+    first = torch.minimum(rejected_at.amin(1), counts) if width else counts  # first rejection, or n
+    keep = valid & (pos <= first[:, None]) & rows[:, None]
     view = output[:, :width]
     view.copy_(torch.where(keep, tokens.to(output.dtype), view))
     all_accepted = rows & (first == counts)

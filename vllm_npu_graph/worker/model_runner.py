@@ -14,7 +14,7 @@ from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 from vllm.v1.worker.workspace import lock_workspace
 
 from vllm_npu_graph import faults
-from vllm_npu_graph.compilation.graph_wrapper import GraphFallbacks, NPUGraphWrapper
+from vllm_npu_graph.compilation.graph_wrapper import GraphCoverage, NPUGraphWrapper
 from vllm_npu_graph.log import get_logger
 from vllm_npu_graph.models import cache_dir
 from vllm_npu_graph.targets import get_target
@@ -36,7 +36,7 @@ def last_run_report_path():
 class NPUGraphModelRunner(GPUModelRunner):
     def __init__(self, vllm_config, device: torch.device):
         self.target = get_target()
-        self.graph_fallbacks = GraphFallbacks()
+        self.graph_coverage = GraphCoverage()
         self.capture_report: list[dict] = []  # per size: warm-up run, capture, graph memory
         self.capture_phase_s = 0.0  # the whole capture step (GC freeze, all sizes, workspace lock)
         self.model_steps = 0  # scheduled (non-empty) model steps served
@@ -53,7 +53,7 @@ class NPUGraphModelRunner(GPUModelRunner):
         # vLLM hard-codes CUDAGraphWrapper for FULL graphs; ours captures through the target.
         if isinstance(self.model, CUDAGraphWrapper):
             self.model = NPUGraphWrapper(
-                self.model.unwrap(), self.compilation_config.max_cudagraph_capture_size, self.graph_fallbacks
+                self.model.unwrap(), self.compilation_config.max_cudagraph_capture_size, self.graph_coverage
             )
 
     def get_model(self) -> torch.nn.Module:
@@ -131,11 +131,18 @@ class NPUGraphModelRunner(GPUModelRunner):
         return peak
 
     def execute_model(self, scheduler_output, *args, **kwargs):
-        if scheduler_output.total_num_scheduled_tokens:
+        tokens = scheduler_output.total_num_scheduled_tokens
+        if tokens:
             self.model_steps += 1
             if self.model_steps == self.faults.step:  # step 0 (no injection) never matches
                 raise self.faults.step_failure(self.model_steps)
-        return super().execute_model(scheduler_output, *args, **kwargs)
+        self.graph_coverage.step_tokens = tokens
+        if tokens and not isinstance(self.model, NPUGraphWrapper):
+            self.graph_coverage.record("graphs off (--enforce-eager or cudagraph_mode NONE)")
+        try:
+            return super().execute_model(scheduler_output, *args, **kwargs)
+        finally:
+            self.graph_coverage.step_tokens = 0
 
     def _sample(self, logits, spec_decode_metadata):
         """Remember the generator state of each seeded request whose sample this step will
@@ -209,7 +216,7 @@ class NPUGraphModelRunner(GPUModelRunner):
         return sampled_token_ids.tolist()
 
     def shutdown(self) -> None:
-        logger.info("npu_graph: eager-fallback summary: %s", self.graph_fallbacks.summary())
+        logger.info("npu_graph: graph coverage: %s", self.graph_coverage.summary())
         if self.speculative_config is not None:
             logger.info(
                 "npu_graph: speculative decoding: %d draft token(s) padded to keep steps uniform "
@@ -218,7 +225,7 @@ class NPUGraphModelRunner(GPUModelRunner):
             )
         wrapper = self.model if isinstance(getattr(self, "model", None), NPUGraphWrapper) else None
         try:
-            self.graph_fallbacks.save(
+            self.graph_coverage.save(
                 last_run_report_path(),
                 model=self.model_config.model,
                 target=self.target.name,

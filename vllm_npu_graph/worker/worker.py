@@ -95,6 +95,7 @@ class NPUGraphWorker(Worker):
             "compilation_time_s": self.compilation_config.compilation_time,
             "capture": list(self.model_runner.capture_report),
             "capture_phase_s": self.model_runner.capture_phase_s,
+            "coverage": self.model_runner.graph_coverage.as_dict(),
         }
 
     def determine_available_memory(self) -> int:

@@ -1,0 +1,54 @@
+"""The engine side of the sampling-faithfulness harness (the statistics are in
+sampling_stats.py): seeded samples from one engine, as JSON-ready lists.
+
+- single steps: for each sampling-parameter case, the first token of SEEDS requests
+  with seeds 0..SEEDS-1 (a first token comes from a prefill step: it tests the sampler);
+- continuations: CONTINUATIONS requests of CONTINUATION_TOKENS tokens each, sampled at
+  temperature 1 and at 0.7 with top-k 20, after a prompt that quotes itself, so n-gram
+  drafts are proposed and verified (decode steps: graphs and rejection sampling)."""
+
+SEEDS = 400
+SINGLE_STEP_PROMPT = "Once upon a time, in a small village by the sea,"
+SINGLE_STEP = {
+    "temperature-1": dict(temperature=1.0),
+    "temperature-0.7-top-k-5": dict(temperature=0.7, top_k=5),
+    "top-p-0.8": dict(temperature=1.0, top_p=0.8),
+    "min-p-0.05": dict(temperature=1.0, min_p=0.05),
+    "repetition-penalty-1.3": dict(temperature=1.0, repetition_penalty=1.3),
+}
+CONTINUATION_PROMPT = "Repeat the list twice: red, green, blue, yellow, red, green, blue, yellow, red,"
+CONTINUATIONS, CONTINUATION_TOKENS = 96, 16
+CONTINUATION = {
+    "temperature-1": dict(temperature=1.0),
+    "temperature-0.7-top-k-20": dict(temperature=0.7, top_k=20),
+}
+
+
+def prompt_ids(model, text: str) -> list[int]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model))(text)["input_ids"]
+
+
+def seeded(llm, ids: list[int], n: int, max_tokens: int, **params) -> list[list[int]]:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    prompts = [TokensPrompt(prompt_token_ids=ids)] * n
+    sp = [SamplingParams(seed=s, max_tokens=max_tokens, ignore_eos=True, **params) for s in range(n)]
+    return [list(o.outputs[0].token_ids) for o in llm.generate(prompts, sp, use_tqdm=False)]
+
+
+def sampling_run(llm, model, single_step: bool = True) -> dict:
+    """Samples for sampling_stats.check(); `single_step=False` leaves out the sampler
+    cases (speculative engines: vLLM refuses min-p with speculation, and a first token
+    comes from a prefill step, which speculation does not change)."""
+    out = {"continuations": {}, "single_step": {}}
+    ids = prompt_ids(model, CONTINUATION_PROMPT)
+    for name, params in CONTINUATION.items():
+        out["continuations"][name] = seeded(llm, ids, CONTINUATIONS, CONTINUATION_TOKENS, **params)
+    if single_step:
+        ids = prompt_ids(model, SINGLE_STEP_PROMPT)
+        for name, params in SINGLE_STEP.items():
+            out["single_step"][name] = [t[0] for t in seeded(llm, ids, SEEDS, 1, **params)]
+    return out
