@@ -1,11 +1,17 @@
 """SmolLM2 through the plugin (host target) against Hugging Face transformers.
 
-One engine with chunked prefill (64-token chunks) and prefix caching on serves every
-test here, so batching, chunking and prefix hits are all compared to HF's greedy output.
+One graph-mode engine with chunked prefill (64-token chunks) and prefix caching on
+serves most tests here, so batching, chunking and prefix hits are all compared to HF's
+greedy output; an eager engine beside it is checked the same way. Both are checked by
+sampling statistics against the model's own probabilities (helpers/sampling_stats.py),
+and the graph engine's claim by its counted replays.
 """
 
 import pytest
+from helpers import sampling_stats
 from helpers.engines import PROMPTS, greedy_ids, hf_greedy_ids, make_llm, prompts_of_lengths, shutdown_llm
+from helpers.replays import assert_reports_replayed
+from helpers.sampling_runs import sampling_run
 
 pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
@@ -27,6 +33,18 @@ def llm(default_model):
 
 
 @pytest.fixture(scope="module")
+def eager_llm(default_model):
+    engine = make_llm(default_model, enforce_eager=True)
+    yield engine
+    shutdown_llm(engine)
+
+
+@pytest.fixture(scope="module")
+def hf_model(default_model):
+    return sampling_stats.load_hf(default_model)
+
+
+@pytest.fixture(scope="module")
 def tokenizer(default_model):
     from transformers import AutoTokenizer
 
@@ -43,13 +61,33 @@ def hf_mixed(default_model, mixed_prompts):
     return hf_greedy_ids(default_model, mixed_prompts)
 
 
-def test_greedy_matches_transformers_on_8_prompts(llm, default_model, tokenizer):
+@pytest.fixture(scope="module")
+def hf_prompts(default_model, tokenizer):
     prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]
-    ours = greedy_ids(llm, prompts, 32)
-    ref = hf_greedy_ids(default_model, prompts, 32)
+    return prompts, hf_greedy_ids(default_model, prompts, 32)
+
+
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_greedy_matches_transformers_on_8_prompts(mode, request, hf_prompts):
+    engine = request.getfixturevalue("llm" if mode == "graph" else "eager_llm")
+    prompts, ref = hf_prompts
+    ours = greedy_ids(engine, prompts, 32)
     for prompt, a, b in zip(PROMPTS, ours, ref):
         assert len(a) == 32
         assert a == b, f"mismatch for {prompt!r}:\n ours={a}\n hf  ={b}"
+
+
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_sampled_tokens_follow_the_model(mode, request, default_model, hf_model):
+    """Whole continuations (decode steps: graphs in graph mode) at temperature 1 and 0.7
+    + top-k 20; in eager mode also temperature, top-k, top-p, min-p and repetition
+    penalty on a first token (a prefill step's sampler, eager in both modes)."""
+    engine = request.getfixturevalue("llm" if mode == "graph" else "eager_llm")
+    result = sampling_stats.check(hf_model, sampling_run(engine, default_model, single_step=mode == "eager"))
+    print(f"SmolLM2 {mode}: {result}")
+    sampling_stats.assert_faithful(result)
+    if mode == "graph":
+        assert_reports_replayed(engine.collective_rpc("warmup_report"))
 
 
 def test_mixed_length_batch_with_chunked_prefill_matches_transformers(llm, mixed_prompts, hf_mixed):

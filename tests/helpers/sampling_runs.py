@@ -41,8 +41,8 @@ def seeded(llm, ids: list[int], n: int, max_tokens: int, **params) -> list[list[
 
 def sampling_run(llm, model, single_step: bool = True) -> dict:
     """Samples for sampling_stats.check(); `single_step=False` leaves out the sampler
-    cases (speculative engines: vLLM refuses min-p with speculation, and a first token
-    comes from a prefill step, which speculation does not change)."""
+    cases (a first token comes from a prefill step, eager in every mode; vLLM refuses
+    min-p with speculation)."""
     out = {"continuations": {}, "single_step": {}}
     ids = prompt_ids(model, CONTINUATION_PROMPT)
     for name, params in CONTINUATION.items():
