@@ -1,6 +1,6 @@
 """One engine with speculative decoding: greedy tokens for batches of several sizes,
-the sampling harness's samples (sampling_runs.py), and vLLM's spec-decode counters,
-as JSON on the last stdout line.
+then the sampling harness's samples (sampling_runs.py), and vLLM's spec-decode
+counters after each, as JSON on the last stdout line.
 Args: MODEL MODE(graph|eager) SPECULATIVE_CONFIG_JSON BATCHES(comma-separated, may be
 empty) MAX_TOKENS [sample]."""
 
@@ -26,6 +26,14 @@ def prompt_ids(model, n: int) -> list[list[int]]:
     return [tok(f"({i}) {TEMPLATES[i % len(TEMPLATES)]}")["input_ids"] for i in range(n)]
 
 
+def counters(llm) -> dict:
+    return {
+        m.name.removeprefix("vllm:spec_decode_"): getattr(m, "value", None)
+        for m in llm.get_metrics()
+        if m.name.startswith("vllm:spec_decode_num_")
+    }
+
+
 if __name__ == "__main__":
     model, mode, spec, batches, max_tokens = sys.argv[1:6]
     llm = make_llm(
@@ -35,10 +43,8 @@ if __name__ == "__main__":
         enforce_eager=mode == "eager",
     )
     tokens = {n: greedy_ids(llm, prompt_ids(model, int(n)), int(max_tokens)) for n in batches.split(",") if n}
-    samples = sampling_run(llm, model, single_step=False) if sys.argv[6:] == ["sample"] else None
-    counters = {
-        m.name.removeprefix("vllm:spec_decode_"): getattr(m, "value", None)
-        for m in llm.get_metrics()
-        if m.name.startswith("vllm:spec_decode_num_")
-    }
-    finish_driver(llm, {"tokens": tokens, "counters": counters, "samples": samples})
+    result = {"tokens": tokens, "counters": counters(llm)}
+    if sys.argv[6:] == ["sample"]:  # counted apart: sampled drafts are accepted less often than greedy ones
+        result["samples"] = sampling_run(llm, model, single_step=False)
+        result["counters_with_samples"] = counters(llm)
+    finish_driver(llm, result)
