@@ -1,8 +1,8 @@
 """Data parallel on one node: `vllm serve --data-parallel-size 2` runs two engines behind
 one API server. vLLM hands each DP rank of an out-of-tree platform its own share of
 devices; our worker binds within that share (device_binding.py). Both engines serve
-(vLLM's per-engine metrics) and greedy tokens equal Hugging Face's. Eager: what this
-checks is placement and routing, which graphs don't change."""
+(vLLM's per-engine metrics), each in graph mode (its workers' counted replays), and
+greedy tokens equal Hugging Face's."""
 
 import json
 import os
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from helpers.engines import PROMPTS, hf_greedy_ids
+from helpers.replays import assert_graph_mode
 
 from vllm_npu_graph.processes import stop_process, wait_until_healthy
 
@@ -29,7 +30,8 @@ def dp_server(tiny_model):
     model = tiny_model("qwen3")
     cmd = [
         str(Path(sys.executable).parent / "vllm"),
-        *("serve", str(model), "--port", str(PORT), "--data-parallel-size", "2", "--enforce-eager"),
+        *("serve", str(model), "--port", str(PORT), "--data-parallel-size", "2"),
+        *("--shutdown-timeout", "30"),  # a stop waits for the engines: each logs its graph coverage
         *("--dtype", "float32", "--max-model-len", "512", "--max-num-seqs", "8"),
         *("--additional-config", json.dumps({"npu_graph": {"host_kv_cache_gib": 0.125}})),
     ]
@@ -37,7 +39,7 @@ def dp_server(tiny_model):
         proc = subprocess.Popen(cmd, env=dict(os.environ, VLLM_NPU_GRAPH_TARGET="host"), stdout=log, stderr=log)
     try:
         wait_until_healthy(BASE, proc, timeout_s=600)
-        yield model
+        yield model, proc
     finally:
         stop_process(proc)
 
@@ -54,7 +56,7 @@ def generated_tokens_per_engine() -> dict[str, float]:
 def test_both_engines_serve_with_hf_tokens(dp_server):
     from transformers import AutoTokenizer
 
-    model = dp_server
+    model, proc = dp_server
     prompts = [AutoTokenizer.from_pretrained(str(model))(p)["input_ids"] for p in PROMPTS[:6]]
 
     def complete(ids):
@@ -68,3 +70,5 @@ def test_both_engines_serve_with_hf_tokens(dp_server):
     assert got == hf_greedy_ids(model, prompts, 8)
     counts = generated_tokens_per_engine()
     assert sorted(counts) == ["0", "1"] and all(n > 0 for n in counts.values()), counts
+    stop_process(proc)  # each engine logs its coverage at shutdown (vLLM's RPC reaches only the first)
+    assert_graph_mode(LOG.read_text(), ranks=2)

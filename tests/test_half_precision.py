@@ -9,12 +9,11 @@ within MARGIN logits of it. Measured here: bfloat16 engines (ours, ours with the
 tier forced, vLLM's CPU platform) stayed within 0.13 of it over 144 tokens, float16
 within 0; another prompt's tokens score up to 11 here."""
 
-import re
-
 import pytest
 import torch
 from helpers import graph_runs
 from helpers.graph_mode_driver import prompts_for
+from helpers.replays import assert_graph_mode
 
 pytestmark = pytest.mark.engine
 BATCHES = "1,6,13"
@@ -41,8 +40,7 @@ def test_greedy_tokens_are_float32_s_choice_or_a_near_tie(dtype, default_model, 
     runs, log = graph_runs.run_driver(default_model, f"graph-{dtype}", BATCHES, max_tokens=TOKENS)
     assert f"dtype=torch.{dtype}" in log
     assert "captured 5 graph(s) [1, 2, 4, 8, 16]" in log
-    summary = next(line for line in log.splitlines() if "eager-fallback summary" in line)
-    assert re.search(r"summary: a prefill or mixed batch \(graphs serve decode batches\): \d+ step\(s\)$", summary)
+    assert_graph_mode(log)  # replays, and prefill steps the only eager ones
     gaps = []
     for spec in BATCHES.split(","):
         for prompt, tokens in zip(prompts_for(str(default_model), spec), runs[spec], strict=True):

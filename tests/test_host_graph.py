@@ -165,7 +165,7 @@ def test_coverage_counts_replays_and_fallbacks_of_scheduled_steps_only():
         "eager_steps": {"a prefill or mixed batch (graphs serve decode batches)": 1},
         "eager_tokens": {"a prefill or mixed batch (graphs serve decode batches)": 5},
     }
-    assert coverage.summary().startswith("replayed 2 step(s), 10 token(s) (67% of steps; steps by size {8: 2})")
+    assert coverage.summary().startswith("replayed 2 step(s), 10 token(s) (67% of steps; steps by graph {8: 2})")
 
 
 def test_capture_sizes_minimise_worst_padding_within_the_limit():

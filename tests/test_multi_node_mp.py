@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 from helpers.engines import PROMPTS, hf_greedy_ids
+from helpers.replays import assert_reports_replayed, server_reports
 
 from vllm_npu_graph.processes import stop_process, wait_until_healthy
 
@@ -42,6 +43,7 @@ def two_nodes(tiny_model):
         VLLM_NPU_GRAPH_TARGET="host",
         VLLM_NPU_GRAPH_HOST_VISIBLE_DEVICES="0",
         VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=str(STEP_TIMEOUT_S),
+        VLLM_SERVER_DEV_MODE="1",  # /collective_rpc: each stage's replay counts
     )
     common = [
         *("--dtype", "float32", "--max-model-len", "512", "--max-num-seqs", "8"),
@@ -83,7 +85,10 @@ def test_the_leader_answers_with_hf_tokens_from_two_graph_mode_stages(two_nodes)
         got.append(r.json()["choices"][0]["token_ids"])
     assert got == hf_greedy_ids(model, prompts, 12)
     for log in LOGS:  # each node's stage captured its own decoder graphs
-        assert re.search(r"npu_graph: captured \d+ graph\(s\)", log.read_text()), log
+        assert re.search(r"npu_graph: captured [1-9]\d* graph\(s\)", log.read_text()), log
+    reports = server_reports(BASE)  # the leader reaches both stages' workers
+    assert sorted(r["rank"] for r in reports) == [0, 1]
+    assert_reports_replayed(reports)
 
 
 def test_a_dead_follower_fails_the_leader_instead_of_hanging(two_nodes):

@@ -105,6 +105,7 @@ def build_default_model(force: bool = False) -> Path:
 # of 32: vLLM's CPU MoE kernel pads them), an expert count that is not a power of two.
 TINY_EXTRAS = {
     "llama": {},
+    "mistral": {},
     "qwen2": {},
     "qwen3": {"head_dim": 32},
     "qwen3_moe": {

@@ -7,13 +7,15 @@ they run in the CPU interpreter), triton-graph (graph mode with them, sizes 1,2,
 passes (graph mode with every fusion pass forced on). A batch spec is a number of
 prompts, or `long` / `mid` (prompts of 1,490, 700 and 30 or of 700 and 30 tokens: long
 contexts decoded in one captured size, with chunked prefill beside decodes). Prefix
-caching is on; max_model_len is 2,048."""
+caching is on; max_model_len is 2,048. The spec `sample` gives the sampling harness's
+continuations instead of greedy tokens (sampling_runs.py)."""
 
 import os
 import sys
 import tempfile
 
 from helpers.engines import PROMPTS, finish_driver, make_llm, prompts_of_lengths
+from helpers.sampling_runs import sampling_run
 from vllm_npu_graph.passes import PASS_NAMES
 
 TRITON = {"npu_graph": {"kernels": "triton"}}
@@ -68,6 +70,9 @@ if __name__ == "__main__":
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
     results = {}
     for spec in specs:
+        if spec == "sample":
+            results[spec] = sampling_run(llm, model, single_step=False)
+            continue
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompts_for(model, spec)]
         outs = llm.generate(prompts, params, use_tqdm=False)
         results[spec] = [list(o.outputs[0].token_ids) for o in outs]

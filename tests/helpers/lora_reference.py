@@ -1,5 +1,5 @@
-"""The reference for LoRA: Hugging Face's greedy tokens on the base model with the
-adapter merged into its weights (W += alpha / r * B @ A), read from the PEFT folder."""
+"""The reference for LoRA: Hugging Face's base model with the adapter merged into its
+weights (W += alpha / r * B @ A), read from the PEFT folder; its greedy tokens."""
 
 import json
 from pathlib import Path
@@ -8,6 +8,10 @@ from helpers.engines import hf_greedy_ids
 
 
 def merged_greedy_ids(base, adapter, prompts_token_ids, max_tokens):
+    return hf_greedy_ids(merged_model(base, adapter), prompts_token_ids, max_tokens)
+
+
+def merged_model(base, adapter):
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
@@ -23,4 +27,4 @@ def merged_greedy_ids(base, adapter, prompts_token_ids, max_tokens):
                 if key.endswith(".lora_A.weight"):
                     name = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
                     modules[name].weight += scale * tensors[key.replace("lora_A", "lora_B")] @ a
-    return hf_greedy_ids(model, prompts_token_ids, max_tokens)
+    return model.eval()

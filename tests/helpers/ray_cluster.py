@@ -6,6 +6,7 @@ import os
 from contextlib import contextmanager
 
 from helpers.engines import PROMPTS, greedy_ids, make_llm, shutdown_llm
+from helpers.sampling_runs import sampling_run
 
 
 @contextmanager
@@ -41,15 +42,17 @@ def started(nodes: int):
             cluster.shutdown()
 
 
-def engine_tokens(model, **parallel):
-    """Greedy tokens through the Ray executor, and each rank's start-up report."""
+def engine_tokens(model, sample: bool = False, **parallel):
+    """Greedy tokens through the Ray executor, each rank's report after them (start-up
+    and replays), and with `sample` the sampling harness's continuations."""
     from transformers import AutoTokenizer
 
     prompts = [AutoTokenizer.from_pretrained(str(model))(p)["input_ids"] for p in PROMPTS[:4]]
     llm = make_llm(model, distributed_executor_backend="ray", **parallel)
     try:
-        reports = llm.collective_rpc("warmup_report")
         got = greedy_ids(llm, prompts, 16)
+        samples = sampling_run(llm, model, single_step=False) if sample else None
+        reports = llm.collective_rpc("warmup_report")
     finally:
         shutdown_llm(llm)
-    return prompts, got, reports
+    return prompts, got, reports, samples

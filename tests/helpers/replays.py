@@ -43,3 +43,13 @@ def assert_reports_replayed(reports: list[dict], allowed=(PREFILL,)) -> None:
         assert sum(cov["replayed_steps"].values()) > 0, f"rank {report['rank']} replayed no graph: {cov}"
         unexpected = [r for r in cov["eager_steps"] if not r.startswith(tuple(allowed))]
         assert not unexpected, f"rank {report['rank']}: unexpected eager fallbacks: {unexpected}"
+
+
+def server_reports(base: str) -> list[dict]:
+    """Every worker's warm-up report (coverage included) from a running server started
+    with VLLM_SERVER_DEV_MODE=1, through vLLM's dev-mode /collective_rpc endpoint."""
+    import requests
+
+    r = requests.post(f"{base}/collective_rpc", json={"method": "warmup_report"}, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()["results"]

@@ -52,3 +52,28 @@ def sampling_run(llm, model, single_step: bool = True) -> dict:
         for name, params in SINGLE_STEP.items():
             out["single_step"][name] = [t[0] for t in seeded(llm, ids, SEEDS, 1, **params)]
     return out
+
+
+def served_sampling_run(client, model_name: str, tokenizer_dir, workers: int = 4) -> dict:
+    """The continuations of sampling_run() from an OpenAI-API server (`client`), the
+    requests `workers` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = prompt_ids(tokenizer_dir, CONTINUATION_PROMPT)
+
+    def one(args):
+        seed, params = args
+        reply = client.completions.create(
+            model=model_name,
+            prompt=ids,
+            max_tokens=CONTINUATION_TOKENS,
+            seed=seed,
+            extra_body={"ignore_eos": True, "return_token_ids": True, **params},
+        )
+        return reply.choices[0].model_extra["token_ids"]
+
+    out = {"continuations": {}, "single_step": {}}
+    with ThreadPoolExecutor(workers) as pool:
+        for name, params in CONTINUATION.items():
+            out["continuations"][name] = list(pool.map(one, [(s, params) for s in range(CONTINUATIONS)]))
+    return out

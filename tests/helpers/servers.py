@@ -28,8 +28,9 @@ ATTEMPTS = 3  # a port free when chosen can be taken before the server binds it
 def serve(model, target: str, *args: str, name: str = "server"):
     """Yields the base URL once healthy; target "host" (ours) or "auto" (the peer). A
     server that could not bind its port (another process took it after free_port chose
-    it) starts again on another."""
-    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET=target)
+    it) starts again on another. Dev mode (/collective_rpc) lets a test read our
+    workers' reports (replays.server_reports)."""
+    env = dict(os.environ, VLLM_NPU_GRAPH_TARGET=target, VLLM_SERVER_DEV_MODE="1")
     vllm = Path(sys.executable).parent / "vllm"
     log_path = LOG_DIR / f"vllm_npu_graph_{name}_{target}.log"
     for attempt in range(ATTEMPTS):

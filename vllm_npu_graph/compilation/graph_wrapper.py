@@ -46,17 +46,18 @@ class GraphCoverage:
     the counts to the run report and `info`."""
 
     def __init__(self) -> None:
-        self.replays: Counter[int] = Counter()
-        self.replayed_tokens: Counter[int] = Counter()
+        self.replays: Counter[str] = Counter()  # by graph: its size, and its active LoRA slots
+        self.replayed_tokens: Counter[str] = Counter()
         self.fallbacks: Counter[str] = Counter()
         self.fallback_tokens: Counter[str] = Counter()
         self.step_tokens = 0
 
-    def record_replay(self, size: int) -> None:
+    def record_replay(self, desc: BatchDescriptor) -> None:
         if not self.step_tokens:
             return
-        self.replays[size] += 1
-        self.replayed_tokens[size] += self.step_tokens
+        key = str(desc.num_tokens) + (f" LoRA {desc.num_active_loras}" if desc.num_active_loras else "")
+        self.replays[key] += 1
+        self.replayed_tokens[key] += self.step_tokens
 
     def record(self, reason: str) -> None:
         if not self.step_tokens:
@@ -70,20 +71,23 @@ class GraphCoverage:
         steps, tokens = self.replays.total(), self.replayed_tokens.total()
         eager_steps = self.fallbacks.total()
         share = 100 * steps / (steps + eager_steps) if steps + eager_steps else 0.0
-        sizes = ", ".join(f"{s}: {self.replays[s]}" for s in sorted(self.replays)) or "none"
+        sizes = ", ".join(f"{k}: {self.replays[k]}" for k in self._graph_order()) or "none"
         eager = (
             "; ".join(f"{r}: {n} step(s), {self.fallback_tokens[r]} token(s)" for r, n in self.fallbacks.most_common())
             or "none"
         )
         return (
-            f"replayed {steps} step(s), {tokens} token(s) ({share:.0f}% of steps; steps by size {{{sizes}}}); "
+            f"replayed {steps} step(s), {tokens} token(s) ({share:.0f}% of steps; steps by graph {{{sizes}}}); "
             f"eager fallbacks: {eager}"
         )
 
+    def _graph_order(self) -> list[str]:
+        return sorted(self.replays, key=lambda k: (int(k.split()[0]), k))
+
     def as_dict(self) -> dict:
         return {
-            "replayed_steps": {str(s): n for s, n in sorted(self.replays.items())},
-            "replayed_tokens": {str(s): n for s, n in sorted(self.replayed_tokens.items())},
+            "replayed_steps": {k: self.replays[k] for k in self._graph_order()},
+            "replayed_tokens": {k: self.replayed_tokens[k] for k in self._graph_order()},
             "eager_steps": dict(self.fallbacks),
             "eager_tokens": dict(self.fallback_tokens),
         }
@@ -165,7 +169,7 @@ class NPUGraphWrapper(torch.nn.Module):
         graph = self.graphs.get(desc)
         if graph is not None:
             if self.serving:
-                self.coverage.record_replay(desc.num_tokens)
+                self.coverage.record_replay(desc)
             return graph.replay(args, kwargs)
         if not self.capturing:
             if self.serving:
