@@ -19,6 +19,7 @@ import pytest
 import torch
 from helpers import w8a8_reference
 from helpers.graph_runs import run_script
+from helpers.replays import PREFILL, assert_graph_mode
 from helpers.w8a8_driver import prompt_ids, text_ids
 
 from vllm_npu_graph import envs
@@ -50,7 +51,8 @@ def runs(w8a8):
         target["VLLM_CACHE_ROOT"] = tempfile.mkdtemp(prefix="npu_graph_passes_")
         engine_mode = "eager" if mode == "peer" else mode
         try:
-            out[mode], out[f"{mode}-log"] = run_script("w8a8_driver.py", w8a8, engine_mode, **target)
+            sample = ["sample"] if mode == "graph" else []
+            out[mode], out[f"{mode}-log"] = run_script("w8a8_driver.py", w8a8, engine_mode, *sample, **target)
         except AssertionError as exc:
             if mode != "peer" or PEER_AMX_FAILURE not in str(exc):
                 raise
@@ -72,6 +74,15 @@ def reference(w8a8):
 @pytest.fixture(scope="module")
 def floor(w8a8, reference):
     return w8a8_reference.noise_floor(w8a8, reference, text_ids(str(w8a8)))
+
+
+def test_sampled_continuations_in_graph_mode_follow_the_w8a8_reference(runs, reference, w8a8):
+    from helpers import sampling_stats
+
+    stats = sampling_stats.check(reference, runs["graph"]["samples"], tokenizer_dir=w8a8)
+    print(f"W8A8 graph: {stats}")
+    sampling_stats.assert_faithful(stats)
+    assert_graph_mode(runs["graph-log"], allowed=(PREFILL, "decode batch of more than 4"))
 
 
 def test_each_engine_runs_its_own_int8_kernel(runs):

@@ -10,6 +10,7 @@ import tempfile
 import pytest
 from helpers import w8a8_reference
 from helpers.graph_runs import run_script
+from helpers.replays import assert_graph_mode
 from helpers.w8a8_driver import prompt_ids, text_ids
 
 pytestmark = pytest.mark.engine
@@ -43,6 +44,8 @@ def test_the_quant_fusions_take_the_layer_norms_not_the_qk_norms(runs):
     assert f"rms_norm={1 + 2 * LAYERS} add_rms_norm={2 * LAYERS} swiglu={LAYERS} {fused}" in log, log[-3000:]
     unfused = runs["graph-unfused"][1]
     assert "rms_norm_quant=" not in unfused and f"add_rms_norm={2 * LAYERS} swiglu={LAYERS}" in unfused
+    for mode in MODES:
+        assert_graph_mode(runs[mode][1])
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -85,6 +85,17 @@ def load_hf(model_dir):
     return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
 
 
+def continuation_p_value(model, prompt_ids, continuations, temperature: float, top_k: int = 0) -> float:
+    """Continuations sampled after `prompt_ids`: the p-value of their tokens' PIT values
+    (under `model`'s distributions, teacher-forced) being uniform."""
+    gen = torch.Generator().manual_seed(0)
+    u = [
+        pit_values(sampled_probs(logits, temperature, top_k), torch.tensor(c), gen)
+        for logits, c in zip(hf_logits(model, prompt_ids, continuations), continuations)
+    ]
+    return uniformity_p_value(torch.cat(u))
+
+
 def mean_logprob(model, prompt_ids, continuations) -> float:
     """The model's mean log-probability (temperature 1) of the sampled tokens."""
     total, n = 0.0, 0
@@ -109,23 +120,17 @@ def repetition_penalized(logits: torch.Tensor, seen: list[int], penalty: float) 
     return out
 
 
-def check(model, samples: dict) -> dict:
+def check(model, samples: dict, tokenizer_dir=None) -> dict:
     """Every case of a sampling_runs.sampling_run() result against `model` (a loaded
-    Hugging Face model): {case: p-value}, plus the continuations' mean log-probability
-    and repeat share for the record."""
+    Hugging Face model, or one like it): {case: p-value}, plus the continuations' mean
+    log-probability and repeat share for the record."""
     from helpers import sampling_runs as runs
 
-    tok_dir = model.name_or_path
+    tok_dir = tokenizer_dir or model.name_or_path
     result = {}
     ids = runs.prompt_ids(tok_dir, runs.CONTINUATION_PROMPT)
     for name, conts in samples["continuations"].items():
-        params = runs.CONTINUATION[name]
-        gen = torch.Generator().manual_seed(0)
-        u = [
-            pit_values(sampled_probs(logits, params["temperature"], params.get("top_k", 0)), torch.tensor(c), gen)
-            for logits, c in zip(hf_logits(model, ids, conts), conts)
-        ]
-        result[f"continuation {name}"] = uniformity_p_value(torch.cat(u))
+        result[f"continuation {name}"] = continuation_p_value(model, ids, conts, **runs.CONTINUATION[name])
     conts = samples["continuations"]["temperature-1"]
     result["mean logprob"], result["repeat share"] = mean_logprob(model, ids, conts), repeat_share(conts)
     if samples["single_step"]:

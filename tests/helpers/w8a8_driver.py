@@ -1,5 +1,6 @@
 """One engine on a W8A8 checkpoint: greedy continuations with each chosen token's
-logprob, and the logprob of every token of a fixed text (teacher-forced). Prints JSON on
+logprob, the logprob of every token of a fixed text (teacher-forced), and with a third
+argument `sample` the sampling harness's continuations (sampling_runs.py). Prints JSON on
 the last stdout line. Modes: graph, eager (our platform), graph-unfused (graph mode with the
 quant fusion passes off); the peer is the same run with VLLM_NPU_GRAPH_TARGET=auto
 (vLLM's CPU platform, eager)."""
@@ -7,6 +8,7 @@ quant fusion passes off); the peer is the same run with VLLM_NPU_GRAPH_TARGET=au
 import sys
 
 from helpers.engines import PROMPTS, finish_driver, make_llm
+from helpers.sampling_runs import sampling_run
 
 TEXT_TOKENS = 1000
 MAX_TOKENS = 24
@@ -55,4 +57,5 @@ if __name__ == "__main__":
         use_tqdm=False,
     )[0]
     text_logprobs = [lp[t].logprob for t, lp in zip(text[1:], scored.prompt_logprobs[1:])]
-    finish_driver(llm, {"tokens": tokens, "logprobs": logprobs, "text_logprobs": text_logprobs})
+    samples = sampling_run(llm, model, single_step=False) if sys.argv[3:] == ["sample"] else None
+    finish_driver(llm, {"tokens": tokens, "logprobs": logprobs, "text_logprobs": text_logprobs, "samples": samples})
