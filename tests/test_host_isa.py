@@ -112,6 +112,40 @@ def test_our_cpp_op_built_for_each_tier_equals_f_linear(tier):
     assert proc.stdout.split() == [tier, host_isa.VLLM_KERNELS[tier].split(".")[1]]
 
 
+INT8_CHECK = """
+import torch
+from vllm_npu_graph.targets import host_isa, host_ops
+host_isa.apply_forced_tier(host_isa.current())  # oneDNN's cap, before oneDNN first runs
+assert host_ops.load(), "the C++ op did not build"
+op = torch.ops.npu_graph_host.int8_linear.default
+g = torch.Generator().manual_seed(0)
+worst = 0
+for m in (1, 4, 16, 64):  # one row (our matrix-vector kernel) and several (ours or oneDNN's)
+    for k, n in ((1024, 96), (64, 33)):
+        # +-127 everywhere: pairs of u8 x s8 products overflow int16 (oneDNN's non-VNNI path)
+        x = (torch.randint(0, 2, (m, k), generator=g) * 254 - 127).to(torch.int8)
+        w = (torch.randint(0, 2, (n, k), generator=g) * 254 - 127).to(torch.int8)
+        x[:, : k // 2] = 127
+        w[:, : k // 2] = 127
+        exact = (x.long() @ w.long().t()).double()  # |sum| < 2**24: exact in float32 too
+        got = op(x, torch.ones(m, 1), w, torch.ones(n), None, torch.float32).double()
+        worst = max(worst, (got - exact).abs().max().item())
+print(host_isa.current().tier, worst)
+"""
+
+
+@pytest.mark.parametrize("tier", MACHINE_TIERS)
+def test_int8_linear_is_exact_on_each_tier(tier):
+    """Integer sums are exact: our int8 op equals an int64 matmul on every tier, at values
+    where a saturating int16 multiply-add (oneDNN without VNNI) goes wrong."""
+    env = dict(os.environ, VLLM_NPU_GRAPH_HOST_ISA=tier, VLLM_NPU_GRAPH_TARGET="host")
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    proc = subprocess.run([sys.executable, "-c", INT8_CHECK], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tier_run, worst = proc.stdout.split()
+    assert tier_run == tier and float(worst) == 0, proc.stdout
+
+
 @pytest.mark.engine
 def test_engine_forced_to_avx2_gives_hugging_face_tokens_in_eager_and_graph_mode(tiny_model):
     """Tiny Qwen3 keeps the two engine starts short; our C++ op's AVX2 build is checked

@@ -106,7 +106,11 @@ class HostTarget(Target):
 
         loaded = ", ".join(host_isa.loaded_vllm_kernels()) or "none yet"
         aten = torch.backends.cpu.get_cpu_capability()
-        return f"host target, CPU tier {host_isa.current().describe()}, loaded: {loaded}, ATen vectors: {aten}"
+        onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "the CPU's")
+        return (
+            f"host target, CPU tier {host_isa.current().describe()}, loaded: {loaded}, ATen vectors: {aten}, "
+            f"oneDNN ISA cap: {onednn}"
+        )
 
     def side_stream(self, *args, **kwargs) -> SyncStream:
         return SyncStream()

@@ -40,11 +40,17 @@ OP_FLAGS = {
     "avx512": ["-mavx2", "-mfma", "-mf16c", "-mavx512f"],
     "avx512_bf16": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bf16"],
 }
-# A forced tier below the CPU's: ATen's kernel dispatch and Inductor's generated code
-# (which is otherwise built with -march=native) held to it as well.
+# A forced tier below the CPU's: ATen's kernel dispatch, Inductor's generated code
+# (otherwise built with -march=native) and oneDNN (vLLM's and ATen's GEMMs, which
+# otherwise pick VNNI, bf16 or AMX kernels by the CPU) held to it as well. oneDNN reads
+# its cap when it first runs, so it must be in the environment the engine starts with.
 FORCED_ENV = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"},
-    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v4"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {
+        "ATEN_CPU_CAPABILITY": "avx512",
+        "TORCHINDUCTOR_CPP_MARCH": "x86-64-v4",
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+    },
     "avx512_bf16": {},
 }
 # vLLM's loader raises this after loading a renamed build successfully (its module is

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <tuple>
@@ -189,51 +190,74 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_int8_vnni(con
   return sum;
 }
 
-bool has_vnni() {
-  static const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-  return vnni;
-}
 #endif
 
-bool matvec_int8(at::Tensor& out, const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& weight,
-                 const at::Tensor& w_scale, const std::optional<at::Tensor>& bias) {
-  if (x_q.size(0) != 1 || out.scalar_type() != at::kFloat || !weight.is_contiguous() ||
-      x_scale.scalar_type() != at::kFloat || w_scale.scalar_type() != at::kFloat || !w_scale.is_contiguous() ||
-      (bias && (bias->scalar_type() != at::kFloat || !bias->is_contiguous()))) {
+// Whether int8 multiply-adds may use VNNI: the CPU has it (AVX-512 builds only) and no
+// oneDNN cap below it is set (ONEDNN_MAX_CPU_ISA, which a forced lower tier sets:
+// host_isa.py), so our kernel and oneDNN's take the same road.
+bool vnni_allowed() {
+#if defined(__AVX512F__)
+  static const bool allowed = [] {
+    if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw")) return false;
+    const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+    const std::string c = cap ? cap : "";
+    return !(c == "SSE41" || c == "AVX" || c == "AVX2" || c == "AVX512_CORE");
+  }();
+  return allowed;
+#else
+  return false;
+#endif
+}
+
+// Our int8 GEMM, exact for any number of rows: each weight row is read once and dotted
+// with every activation row while it is in L1. oneDNN's int8 GEMM is used instead for
+// several rows only where VNNI is allowed: without it oneDNN multiply-adds u8 x s8 pairs
+// into int16 with saturation (vpmaddubsw), which gave wrong outputs on AVX2 machines.
+bool int8_rows(at::Tensor& out, const at::Tensor& x_q, const at::Tensor& x_scale, const at::Tensor& weight,
+               const at::Tensor& w_scale, const std::optional<at::Tensor>& bias) {
+  const int64_t m_size = x_q.size(0);
+  if ((m_size > 1 && vnni_allowed()) || out.scalar_type() != at::kFloat || !weight.is_contiguous() ||
+      x_scale.scalar_type() != at::kFloat || x_scale.numel() != m_size || w_scale.scalar_type() != at::kFloat ||
+      !w_scale.is_contiguous() || (bias && (bias->scalar_type() != at::kFloat || !bias->is_contiguous()))) {
     return false;
   }
-  const int64_t k_size = weight.size(1);
-  std::vector<int16_t> x(k_size);
-  const int8_t* xq = x_q.contiguous().data_ptr<int8_t>();
-  for (int64_t k = 0; k < k_size; ++k) x[k] = xq[k];
-  const float token_scale = *x_scale.data_ptr<float>();
+  const int64_t k_size = weight.size(1), n_size = weight.size(0);
+  std::vector<int16_t> x(m_size * k_size);
+  const at::Tensor xq_c = x_q.contiguous();
+  const int8_t* xq = xq_c.data_ptr<int8_t>();
+  for (int64_t i = 0; i < m_size * k_size; ++i) x[i] = xq[i];
+  const at::Tensor token_scales = x_scale.contiguous();
+  const float* ts = token_scales.data_ptr<float>();
   const int8_t* wp = weight.data_ptr<int8_t>();
   const float* sp = w_scale.data_ptr<float>();
   const float* bp = bias ? bias->data_ptr<float>() : nullptr;
   float* yp = out.data_ptr<float>();
 #if defined(__AVX512F__)
-  const bool vnni = has_vnni();
-  std::vector<uint8_t> xu(vnni ? k_size : 0);
-  for (int64_t k = 0; k < int64_t(xu.size()); ++k) xu[k] = uint8_t(int32_t(xq[k]) + 128);
+  const bool vnni = vnni_allowed();
+  std::vector<uint8_t> xu(vnni ? m_size * k_size : 0);
+  for (int64_t i = 0; i < int64_t(xu.size()); ++i) xu[i] = uint8_t(int32_t(xq[i]) + 128);
 #endif
-  at::parallel_for(0, weight.size(0), 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n_size, 16, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       const int8_t* row = wp + n * k_size;
+      for (int64_t m = 0; m < m_size; ++m) {
+        const int16_t* xm = x.data() + m * k_size;
 #if defined(__AVX512F__)
-      const int32_t dot = vnni ? dot_int8_vnni(row, xu.data(), x.data(), k_size) : dot_int8(row, x.data(), k_size);
+        const int32_t dot = vnni ? dot_int8_vnni(row, xu.data() + m * k_size, xm, k_size) : dot_int8(row, xm, k_size);
 #else
-      const int32_t dot = dot_int8(row, x.data(), k_size);
+        const int32_t dot = dot_int8(row, xm, k_size);
 #endif
-      float y = float(dot) * token_scale * sp[n];
-      yp[n] = bp ? y + bp[n] : y;
+        float y = float(dot) * ts[m] * sp[n];
+        yp[m * n_size + n] = bp ? y + bp[n] : y;
+      }
     }
   });
   return true;
 }
 #else
 bool few_rows(at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&) { return false; }
-bool matvec_int8(at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                 const std::optional<at::Tensor>&) {
+bool int8_rows(at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+               const std::optional<at::Tensor>&) {
   return false;
 }
 #endif
@@ -266,7 +290,28 @@ at::Tensor output_for(const at::Tensor& x, int64_t n, at::ScalarType dtype) {
   return at::empty(sizes, x.options().dtype(dtype));
 }
 
+// oneDNN has no bfloat16 / float16 matmul below AVX-512 ("could not create a primitive
+// descriptor" on AVX2 machines): there a half-precision weight is widened to float32
+// once (kept like a pack), and each call's rows are widened and its output rounded back.
+std::unordered_map<const void*, Pack> widened_weights;
+
+const at::Tensor& widened(const at::Tensor& weight) {
+  std::lock_guard<std::mutex> lock(packs_mutex);
+  auto found = widened_weights.find(weight.data_ptr());
+  if (found != widened_weights.end() && found->second.weight.sizes() == weight.sizes()) {
+    return found->second.handle;
+  }
+  return widened_weights.insert_or_assign(weight.data_ptr(), Pack{weight.to(at::kFloat).contiguous(), weight})
+      .first->second.handle;
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+#if !defined(__AVX512F__)
+  if (x.scalar_type() != at::kFloat) {
+    const std::optional<at::Tensor> wide_bias = bias ? std::optional<at::Tensor>(bias->to(at::kFloat)) : std::nullopt;
+    return (linear)(x.to(at::kFloat), widened(weight), wide_bias).to(x.scalar_type());  // ours, not at::linear
+  }
+#endif
   static auto onednn_mm =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("_C::onednn_mm", "")
@@ -297,7 +342,8 @@ at::Tensor int8_linear(const at::Tensor& x_q, const at::Tensor& x_scale, const a
                            .findSchemaOrThrow("_C::create_onednn_scaled_mm_handler", "")
                            .typed<int64_t(const at::Tensor&, const at::Tensor&, at::ScalarType, bool, bool, int64_t)>();
   at::Tensor out = output_for(x_q, weight.size(0), out_dtype);
-  if (!matvec_int8(out, x_q, x_scale, weight, w_scale, bias)) {
+  at::Tensor rows = out.view({-1, weight.size(0)});
+  if (!int8_rows(rows, x_q.reshape({-1, weight.size(1)}), x_scale, weight, w_scale, bias)) {
     const at::Tensor& handle =
         pack_for(weight, [&] { return create.call(weight.t(), w_scale.view({-1, 1}), out_dtype, true, false, 32); });
     scaled_mm.call(out, x_q.contiguous(), x_scale, std::nullopt, std::nullopt, bias, handle);
