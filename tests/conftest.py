@@ -52,30 +52,33 @@ def tiny_model(default_model):
     return build
 
 
-# The longest modules first, by their seconds in a `make test` on 2026-12-04 (cold compile
-# caches): two workers take whole modules in collection order (--dist loadfile, with
-# --no-loadscope-reorder: xdist would otherwise order modules by their number of tests),
-# and a long module started last leaves the other core idle until it ends.
+# The longest modules first, by their seconds in a `make test` on 2026-12-08 (cold compile
+# caches; the slowest 30 setups and calls of --durations, so a lower bound each; modules
+# below test_multi_node_mp by the 2026-12-04 run): two workers take whole modules in
+# collection order (--dist loadfile, with --no-loadscope-reorder: xdist would otherwise
+# order modules by their number of tests), and a long module started last leaves the
+# other core idle until it ends.
 SLOW_MODULES_FIRST = (
-    "test_openai_features",  # 452 s
-    "test_w8a8",  # 279
-    "test_ray_executor",  # 232
-    "test_moe_engine",  # 213
-    "test_host_isa",  # 203
-    "test_spec_decode",  # 152
-    "test_half_precision",  # 152 (added later: its two engines in the 22:38 run of 2026-12-04)
-    "test_passes_engine",  # 151
-    "test_bench",  # 136
-    "test_triton_engine",  # 132
-    "test_hf_parity_smollm2",  # 132
-    "test_tensor_parallel",  # 123
-    "test_warmup",  # 113
-    "test_faults",  # 101
-    "test_w8a8_qwen3",  # 99
-    "test_server",  # 79
-    "test_multi_node_mp",  # 74
-    "test_graph_mode",  # 61
-    "test_data_parallel",  # 52
+    "test_spec_decode",  # 392 s
+    "test_openai_features",  # 379
+    "test_hf_parity_smollm2",  # 351
+    "test_w8a8",  # 318
+    "test_ray_executor",  # 316
+    "test_moe_engine",  # 285
+    "test_half_precision",  # 244
+    "test_host_isa",  # 203 (2026-12-04; 84 in the slowest 30)
+    "test_bench",  # 175
+    "test_passes_engine",  # 151 (2026-12-04)
+    "test_w8a8_qwen3",  # 146
+    "test_triton_engine",  # 137
+    "test_warmup",  # 127
+    "test_tensor_parallel",  # 123 (2026-12-04)
+    "test_faults",  # 101 (2026-12-04)
+    "test_server",  # 90
+    "test_data_parallel",  # 78
+    "test_hf_parity_tiny_dense",  # 74
+    "test_graph_mode",  # 72
+    "test_multi_node_mp",  # 70
     "test_hf_parity_tiny_qwen3",  # 36
     "test_bad_input",  # 36
     "test_ascend_ir",  # 27

@@ -13,6 +13,7 @@ import pytest
 from helpers.engines import hf_greedy_ids
 from helpers.graph_mode_driver import prompts_for
 from helpers.graph_runs import run_driver
+from helpers.replays import assert_graph_mode
 
 from vllm_npu_graph import envs
 from vllm_npu_graph.targets import host_isa
@@ -43,14 +44,16 @@ def test_a_lower_tier_can_be_forced_and_holds_aten_and_inductor_to_it(monkeypatc
     isa = host_isa.resolve(AVX512_BF16, "x86_64", "avx2")
     assert (isa.tier, isa.detected, isa.forced, isa.vllm_kernels) == ("avx2", "avx512_bf16", True, "vllm._C_AVX2")
     assert not any(flag.startswith("-mavx512") for flag in isa.op_flags)
-    for name in ("ATEN_CPU_CAPABILITY", "TORCHINDUCTOR_CPP_MARCH"):
+    for name in host_isa.FORCED_ENV["avx2"]:
         # set first, so monkeypatch records the original and undoes what apply sets: a
-        # leaked ATEN_CPU_CAPABILITY=avx2 would hold every later engine in this worker to it
+        # leaked ATEN_CPU_CAPABILITY=avx2 or ONEDNN_MAX_CPU_ISA=AVX2 would hold every later
+        # engine in this worker to it (a bfloat16 engine then dies on oneDNN)
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     host_isa.apply_forced_tier(isa)
     assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2"
     assert os.environ["TORCHINDUCTOR_CPP_MARCH"] == "x86-64-v3"
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
 
 
 @pytest.mark.parametrize(
@@ -157,10 +160,11 @@ def test_engine_forced_to_avx2_gives_hugging_face_tokens_in_eager_and_graph_mode
         tokens, log = run_driver(model, mode, batches, **{envs.HOST_ISA: "avx2"})
         line = next(line for line in log.splitlines() if "kernels (attention and fused ops)" in line)
         assert "CPU tier avx2" in line and "vllm._C_AVX2" in line, line
-        assert "loaded: _C_AVX2," in line and "ATen vectors: AVX2" in line, line  # nothing of another tier
+        assert "loaded: _C_AVX2," in line and "ATen vectors: AVX2, oneDNN ISA cap: AVX2" in line, line  # one tier only
         for spec in batches.split(","):
             assert tokens[spec] == hf[: int(spec)], f"{mode}, batch {spec} diverged from Hugging Face"
     assert "captured 5 graph(s) [1, 2, 4, 8, 16]" in log
+    assert_graph_mode(log)
 
 
 @pytest.mark.engine
@@ -172,4 +176,5 @@ def test_moe_engine_forced_to_avx2_gives_hugging_face_tokens_in_graph_mode(tiny_
     line = next(line for line in log.splitlines() if "kernels (attention and fused ops)" in line)
     assert "loaded: _C_AVX2," in line, line
     assert "2 MoE layers" in log
+    assert_graph_mode(log)
     assert tokens == {"1": hf[:1], "3": hf}

@@ -7,6 +7,7 @@ import pytest
 from helpers.engines import hf_greedy_ids
 from helpers.graph_mode_driver import prompts_for
 from helpers.graph_runs import run_driver
+from helpers.replays import PREFILL, assert_graph_mode
 
 pytestmark = pytest.mark.engine  # starts engines: not in `make test-fast`
 
@@ -52,3 +53,4 @@ def test_pass_counts_and_tokens(arch, tiny_model):
     assert counts == EXPECTED[arch], lines[0]
     for spec, tokens in fused.items():
         assert tokens == hf_greedy_ids(model, prompts_for(str(model), spec), max_tokens=8), f"batch {spec}"
+    assert_graph_mode(log, allowed=(PREFILL, "decode batch of more than 1 tokens"))  # size 1 replayed

@@ -45,6 +45,6 @@ if __name__ == "__main__":
     tokens = {n: greedy_ids(llm, prompt_ids(model, int(n)), int(max_tokens)) for n in batches.split(",") if n}
     result = {"tokens": tokens, "counters": counters(llm)}
     if sys.argv[6:] == ["sample"]:  # counted apart: sampled drafts are accepted less often than greedy ones
-        result["samples"] = sampling_run(llm, model, single_step=False)
+        result["samples"] = sampling_run(llm, model, single_step=False, both_cases=True)
         result["counters_with_samples"] = counters(llm)
     finish_driver(llm, result)
