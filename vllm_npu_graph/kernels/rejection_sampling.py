@@ -13,12 +13,16 @@ request (`cu_num_draft_tokens`), and a request stops at its first rejected draft
 import torch
 
 
+def _counts(cu_num_tokens: torch.Tensor) -> torch.Tensor:
+    cu = cu_num_tokens.long()
+    return cu - torch.cat([cu.new_zeros(1), cu[:-1]])
+
+
 def _token_layout(cu_num_tokens: torch.Tensor, max_len: int):
     """(counts per request, [batch, max_len] index of each position's token, valid mask)."""
-    cu = cu_num_tokens.long()
-    starts = torch.cat([cu.new_zeros(1), cu[:-1]])
-    counts = cu - starts
-    pos = torch.arange(max_len, device=cu.device)
+    counts = _counts(cu_num_tokens)
+    starts = cu_num_tokens.long() - counts
+    pos = torch.arange(max_len, device=counts.device)
     valid = pos < counts[:, None]
     index = torch.where(valid, starts[:, None] + pos, 0)
     return counts, index, valid
@@ -100,7 +104,7 @@ def rejection_random_sample(
 
 def expand(output, input, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS=None) -> None:
     """output[token] = input[its request], with `replace_from` replaced by `replace_to`."""
-    counts = cu_num_tokens.long() - torch.cat([cu_num_tokens.new_zeros(1).long(), cu_num_tokens.long()[:-1]])
+    counts = _counts(cu_num_tokens)
     values = torch.where(input == replace_from, torch.full_like(input, replace_to), input)
     n = output.shape[0]
     output.copy_(torch.repeat_interleave(values, counts, output_size=n))
@@ -123,9 +127,8 @@ def sample_recovered_tokens(
     n = output_token_ids.shape[0]
     if n == 0:
         return
-    cu = cu_num_draft_tokens.long()
-    counts = cu - torch.cat([cu.new_zeros(1), cu[:-1]])
-    req = torch.repeat_interleave(torch.arange(cu.shape[0], device=cu.device), counts, output_size=n)
+    counts = _counts(cu_num_draft_tokens)
+    req = torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts, output_size=n)
     if NO_DRAFT_PROBS or draft_probs is None:
         draft = draft_token_ids.long()[:, None]
         vocab = torch.arange(target_probs.shape[1], device=draft.device)
