@@ -290,9 +290,10 @@ at::Tensor output_for(const at::Tensor& x, int64_t n, at::ScalarType dtype) {
   return at::empty(sizes, x.options().dtype(dtype));
 }
 
-// oneDNN has no bfloat16 / float16 matmul below AVX-512 ("could not create a primitive
-// descriptor" on AVX2 machines): there a half-precision weight is widened to float32
-// once (kept like a pack), and each call's rows are widened and its output rounded back.
+// Where oneDNN has no matmul for a half dtype ("could not create a primitive descriptor":
+// bfloat16 and float16 on AVX2, float16 without AVX512-FP16) a half-precision weight is
+// widened to float32 once (kept like a pack), each call's rows widened, its output
+// rounded back.
 std::unordered_map<const void*, Pack> widened_weights;
 
 const at::Tensor& widened(const at::Tensor& weight) {
@@ -305,13 +306,28 @@ const at::Tensor& widened(const at::Tensor& weight) {
       .first->second.handle;
 }
 
+// float16 matmuls need AVX512-FP16 in oneDNN (Sapphire Rapids; not Zen 4), bfloat16 ones
+// AVX-512: below that, and under a forced tier's oneDNN cap, our linear widens.
+bool onednn_matmul_in(at::ScalarType dtype) {
+#if defined(__AVX512F__)
+  if (dtype != at::kHalf) return true;
+  static const bool fp16 = [] {
+    const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+    const std::string c = cap ? cap : "";
+    return __builtin_cpu_supports("avx512fp16") && (c.empty() || c == "ALL" || c.find("AMX") != std::string::npos ||
+                                                     c == "AVX512_CORE_FP16");
+  }();
+  return fp16;
+#else
+  return dtype == at::kFloat;
+#endif
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
-#if !defined(__AVX512F__)
-  if (x.scalar_type() != at::kFloat) {
+  if (!onednn_matmul_in(x.scalar_type())) {
     const std::optional<at::Tensor> wide_bias = bias ? std::optional<at::Tensor>(bias->to(at::kFloat)) : std::nullopt;
     return (linear)(x.to(at::kFloat), widened(weight), wide_bias).to(x.scalar_type());  // ours, not at::linear
   }
-#endif
   static auto onednn_mm =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("_C::onednn_mm", "")
